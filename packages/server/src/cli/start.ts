@@ -1,0 +1,52 @@
+import { createGatehouse } from '../app.ts';
+import { loadConfig } from '../config/config.ts';
+import type { Command } from './commands.ts';
+
+export const startCommand: Command = {
+  name: 'start',
+  summary: 'Run the Gatehouse server (migrates the database first)',
+  usage: 'gatehouse start',
+  async run() {
+    const config = loadConfig();
+    const gatehouse = await createGatehouse(config);
+    const { server, db, state, masterSecret, logger } = gatehouse;
+
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stderr.write(`${signal} again: exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
+      gatehouse.close().then(
+        () => process.exit(0),
+        (error) => {
+          logger.error({ err: error }, 'error during shutdown');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+
+    const address = await server.listen({ port: config.port, host: config.host });
+    const lines = [
+      `Gatehouse listening on ${address} (public URL ${config.publicUrl})`,
+      `  database:      ${db.description}`,
+      `  state store:   ${state.kind === 'redis' ? 'Redis' : 'in-memory (this process only; set REDIS_URL to share it between nodes)'}`,
+      `  data dir:      ${config.dataDir}`,
+      `  master secret: ${
+        masterSecret.source === 'generated'
+          ? `generated into ${masterSecret.path} (mode 0600); back it up, it encrypts signing keys`
+          : masterSecret.source === 'data directory'
+            ? `read from ${masterSecret.path}`
+            : 'from GATEHOUSE_SECRET'
+      }`,
+      `  API docs:      ${config.publicUrl}/docs`,
+    ];
+    process.stderr.write(`${lines.join('\n')}\n`);
+    // Keep running until a signal arrives.
+    return new Promise<number>(() => {});
+  },
+};

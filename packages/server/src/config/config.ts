@@ -1,0 +1,250 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { StartupError } from '../errors.ts';
+
+/**
+ * Gatehouse configuration. Environment variables win over the optional JSON file named by
+ * GATEHOUSE_CONFIG (whose keys are the same variable names). Every problem is collected so
+ * the operator sees all bad settings in one message, not one per restart.
+ */
+export interface Config {
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** True when the public URL is https: cookies get Secure, responses get HSTS. */
+  secureTransport: boolean;
+  databaseUrl: string | undefined;
+  /** PostgreSQL schema for Gatehouse's tables (lets several instances or test runs share one database). */
+  databaseSchema: string | undefined;
+  redisUrl: string | undefined;
+  dataDir: string;
+  /** Master secret; undefined in embedded mode until resolveMasterSecret() fills it from the data dir. */
+  secret: string | undefined;
+  corsOrigins: string[];
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bodyLimitBytes: number;
+  shutdownTimeoutMs: number;
+  trustProxy: boolean;
+}
+
+export type Environment = Record<string, string | undefined>;
+
+interface Setting<K extends keyof Config> {
+  key: K;
+  env: string;
+  expected: string;
+  parse: (raw: string | undefined, env: Environment) => Config[K];
+}
+
+class BadSetting extends Error {}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function integer(min: number, max: number, fallback: number) {
+  return (raw: string | undefined): number => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw)) throw new BadSetting();
+    const value = Number(raw);
+    if (value < min || value > max) throw new BadSetting();
+    return value;
+  };
+}
+
+function url(protocols: string[]) {
+  return (raw: string): string => {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      throw new BadSetting();
+    }
+    if (!protocols.includes(parsed.protocol)) throw new BadSetting();
+    return raw;
+  };
+}
+
+function optional<T>(parse: (raw: string) => T) {
+  return (raw: string | undefined): T | undefined =>
+    raw === undefined || raw === '' ? undefined : parse(raw);
+}
+
+function boolean(fallback: boolean) {
+  return (raw: string | undefined): boolean => {
+    if (raw === undefined || raw === '') return fallback;
+    if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
+    if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
+    throw new BadSetting();
+  };
+}
+
+const MIN_SECRET_LENGTH = 32;
+
+const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
+  { key: 'port', env: 'PORT', expected: 'an integer from 0 to 65535', parse: integer(0, 65535, 4000) },
+  {
+    key: 'host',
+    env: 'HOST',
+    expected: 'an interface address such as 127.0.0.1 or 0.0.0.0',
+    parse: (raw) => raw || '127.0.0.1',
+  },
+  {
+    key: 'publicUrl',
+    env: 'GATEHOUSE_PUBLIC_URL',
+    expected: 'an http(s) URL without query or fragment, e.g. https://auth.example.com',
+    parse: (raw) => {
+      const value = raw || 'http://localhost:4000';
+      url(['http:', 'https:'])(value);
+      const parsed = new URL(value);
+      if (parsed.search || parsed.hash || parsed.username || parsed.password) throw new BadSetting();
+      return value.replace(/\/+$/, '');
+    },
+  },
+  {
+    key: 'secureTransport',
+    env: 'GATEHOUSE_PUBLIC_URL',
+    expected: '',
+    parse: (raw) => (raw ?? '').startsWith('https:'),
+  },
+  {
+    key: 'databaseUrl',
+    env: 'DATABASE_URL',
+    expected: 'a postgres:// or postgresql:// URL (unset: embedded PGlite)',
+    parse: optional(url(['postgres:', 'postgresql:'])),
+  },
+  {
+    key: 'databaseSchema',
+    env: 'GATEHOUSE_DATABASE_SCHEMA',
+    expected: 'a lower-case SQL identifier such as gatehouse (unset: public)',
+    parse: optional((raw) => {
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new BadSetting();
+      return raw;
+    }),
+  },
+  {
+    key: 'redisUrl',
+    env: 'REDIS_URL',
+    expected:
+      'a redis:// or rediss:// URL, several comma-separated hosts for Redis Cluster (unset: in-memory)',
+    parse: optional((raw) => url(['redis:', 'rediss:'])(raw.split(',')[0] as string) && raw),
+  },
+  {
+    key: 'dataDir',
+    env: 'GATEHOUSE_DATA_DIR',
+    expected: 'a directory path',
+    parse: (raw) => {
+      const value = raw || './.gatehouse';
+      if (value.includes('\0')) throw new BadSetting();
+      return isAbsolute(value) ? value : resolve(value);
+    },
+  },
+  {
+    key: 'secret',
+    env: 'GATEHOUSE_SECRET',
+    expected: `at least ${MIN_SECRET_LENGTH} characters of high-entropy text (e.g. \`openssl rand -base64 48\`); required when DATABASE_URL is set`,
+    parse: (raw, env) => {
+      if (raw === undefined || raw === '') {
+        if (env.DATABASE_URL) throw new BadSetting();
+        return undefined;
+      }
+      if (raw.length < MIN_SECRET_LENGTH) throw new BadSetting();
+      return raw;
+    },
+  },
+  {
+    key: 'corsOrigins',
+    env: 'GATEHOUSE_CORS_ORIGINS',
+    expected: 'a comma-separated list of origins such as https://app.example.com (no paths)',
+    parse: (raw) => {
+      if (!raw) return [];
+      return raw.split(',').map((entry) => {
+        const origin = entry.trim();
+        const parsed = new URL(url(['http:', 'https:'])(origin));
+        if (parsed.origin !== origin.replace(/\/$/, '')) throw new BadSetting();
+        return parsed.origin;
+      });
+    },
+  },
+  {
+    key: 'logLevel',
+    env: 'GATEHOUSE_LOG_LEVEL',
+    expected: LOG_LEVELS.join(', '),
+    parse: (raw) => {
+      const value = (raw || 'info') as Config['logLevel'];
+      if (!LOG_LEVELS.includes(value)) throw new BadSetting();
+      return value;
+    },
+  },
+  {
+    key: 'bodyLimitBytes',
+    env: 'GATEHOUSE_BODY_LIMIT',
+    expected: 'a byte count from 1024 to 10485760',
+    parse: integer(1024, 10 * 1024 * 1024, 100 * 1024),
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    env: 'GATEHOUSE_SHUTDOWN_TIMEOUT_MS',
+    expected: 'milliseconds from 0 to 600000',
+    parse: integer(0, 600_000, 10_000),
+  },
+  { key: 'trustProxy', env: 'GATEHOUSE_TRUST_PROXY', expected: 'true or false', parse: boolean(false) },
+];
+
+function readConfigFile(path: string): Environment {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new StartupError(
+      `Cannot read the configuration file ${path} (GATEHOUSE_CONFIG): ${(error as Error).message}`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new StartupError(`The configuration file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new StartupError(
+      `The configuration file ${path} must hold a JSON object of setting names to values`,
+    );
+  }
+  const known = new Set(settings.map((s) => s.env));
+  const out: Environment = {};
+  const unknown: string[] = [];
+  for (const [name, value] of Object.entries(data)) {
+    if (!known.has(name)) unknown.push(name);
+    else out[name] = typeof value === 'string' ? value : JSON.stringify(value);
+  }
+  if (unknown.length > 0) {
+    throw new StartupError(
+      `The configuration file ${path} has unknown settings: ${unknown.join(', ')}. Known: ${[...known].join(', ')}`,
+    );
+  }
+  return out;
+}
+
+/** Reads and validates the configuration; throws one StartupError naming every bad setting. */
+export function loadConfig(env: Environment = process.env): Config {
+  const fromFile = env.GATEHOUSE_CONFIG ? readConfigFile(env.GATEHOUSE_CONFIG) : {};
+  const merged: Environment = { ...fromFile };
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) merged[name] = value;
+
+  const problems: string[] = [];
+  const config: Partial<Record<keyof Config, unknown>> = {};
+  for (const setting of settings) {
+    const raw = merged[setting.env];
+    try {
+      config[setting.key] = setting.parse(raw, merged);
+    } catch (error) {
+      if (!(error instanceof BadSetting) && !(error instanceof TypeError)) throw error;
+      const shown =
+        setting.env === 'GATEHOUSE_SECRET' ? (raw ? '(hidden)' : '(unset)') : JSON.stringify(raw ?? null);
+      problems.push(`  ${setting.env}=${shown}: expected ${setting.expected}`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new StartupError(`Invalid configuration (${problems.length} setting(s)):\n${problems.join('\n')}`);
+  }
+  return config as Config;
+}

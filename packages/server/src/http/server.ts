@@ -1,0 +1,50 @@
+import cors from '@fastify/cors';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../logging/logger.ts';
+import { registerOpenApi } from './openapi.ts';
+import { handleError, sendProblem } from './problem.ts';
+import { AccessLogController, registerRequestContext, requestId } from './request-context.ts';
+import { registerSecurityHeaders } from './security-headers.ts';
+import { validatorCompiler } from './validation.ts';
+
+export type HttpServer = FastifyInstance;
+
+/**
+ * The HTTP shell shared by every domain: errors as problem+json, request ids, access logs,
+ * security headers, CORS, strict body validation and the OpenAPI document. Domains add
+ * their routes as plugins afterwards.
+ */
+export async function createHttpServer(config: Config, logger: Logger): Promise<HttpServer> {
+  const server = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new AccessLogController(),
+    genReqId: requestId,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+  });
+
+  server.setValidatorCompiler(validatorCompiler);
+  server.setErrorHandler(handleError);
+  server.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, 'not-found', `No route for ${request.method} ${request.url.split('?')[0]}`),
+  );
+  // Only JSON bodies: a text/plain body would bypass schema expectations and CSRF preflights.
+  server.removeContentTypeParser('text/plain');
+
+  registerRequestContext(server);
+  await registerSecurityHeaders(server, config.secureTransport);
+  await server.register(cors, {
+    origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
+    credentials: true,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id'],
+    exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
+    maxAge: 600,
+  });
+  await registerOpenApi(server, config.publicUrl);
+  return server;
+}

@@ -1,0 +1,26 @@
+import type { Database } from './database.ts';
+import { PgliteDatabase } from './pglite-driver.ts';
+import { PostgresDatabase } from './postgres-driver.ts';
+
+export type { Database, Queryable, QueryResult } from './database.ts';
+export { queryOne } from './database.ts';
+
+export interface DatabaseOptions {
+  databaseUrl: string | undefined;
+  /** Embedded data directory; null keeps PGlite in memory (tests). */
+  dataDir: string | null;
+  schema?: string;
+}
+
+/** PostgreSQL when a URL is configured, otherwise embedded PGlite. */
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) {
+    const db = new PostgresDatabase(options.databaseUrl, options.schema ? { schema: options.schema } : {});
+    await db.prepare().catch(async (error) => {
+      await db.close();
+      throw error;
+    });
+    return db;
+  }
+  return PgliteDatabase.open(options.dataDir);
+}
