@@ -1,12 +1,23 @@
+import cookie from '@fastify/cookie';
+import { auditRoutes } from './audit/routes.ts';
+import { authzRoutes } from './authz/routes.ts';
 import type { Config } from './config/config.ts';
 import { type MasterSecret, resolveMasterSecret } from './config/master-secret.ts';
 import { healthRoutes } from './health/routes.ts';
+import { registerCsrfProtection } from './http/csrf.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
+import { adminUserRoutes } from './identity/admin-routes.ts';
+import { accountRoutes } from './identity/routes.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
+import { metricsRoutes, startMetricsServer } from './metrics/routes.ts';
+import { createServices, type Services } from './services.ts';
+import { sessionRoutes } from './sessions/routes.ts';
 import { createStateStore } from './state/index.ts';
 import type { StateStore } from './state/state-store.ts';
 import { type Database, openDatabase } from './storage/index.ts';
 import { migrate } from './storage/migrate.ts';
+import { jwksRoutes } from './tokens/jwks-routes.ts';
+import { revocationRoutes } from './tokens/revocation-routes.ts';
 
 /** Everything a domain may depend on; built once per process. */
 export interface AppContext {
@@ -19,7 +30,8 @@ export interface AppContext {
 
 export interface Gatehouse extends AppContext {
   server: HttpServer;
-  /** Stops accepting, waits (bounded) for in-flight requests, then closes pools. Idempotent. */
+  services: Services;
+  /** Stops accepting, waits (bounded) for in-flight requests, then flushes the audit trail and closes pools. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -29,7 +41,8 @@ export interface CreateOptions {
   inMemoryDatabase?: boolean;
 }
 
-export async function createGatehouse(config: Config, options: CreateOptions = {}): Promise<Gatehouse> {
+/** Opens storage, migrates, and builds the services: what both the server and the CLI need. */
+export async function openContext(config: Config, options: CreateOptions = {}): Promise<AppContext> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const masterSecret = resolveMasterSecret(config.secret, config.dataDir);
   const db = await openDatabase({
@@ -37,14 +50,75 @@ export async function createGatehouse(config: Config, options: CreateOptions = {
     dataDir: options.inMemoryDatabase ? null : config.dataDir,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
   });
-  let state: StateStore | undefined;
   try {
     await migrate(db);
-    state = createStateStore(config.redisUrl);
-    const stateStore = state;
-    const context: AppContext = { config, logger, db, state: stateStore, masterSecret };
-    const server = await createHttpServer(config, logger);
-    await server.register(healthRoutes, { db, state: stateStore });
+    return { config, logger, db, state: createStateStore(config.redisUrl), masterSecret };
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}
+
+async function registerRoutes(server: HttpServer, context: AppContext, services: Services): Promise<void> {
+  const { config, db, state } = context;
+  const { authorization } = services;
+  await server.register(cookie);
+  registerCsrfProtection(server, {
+    allowedOrigins: [new URL(config.publicUrl).origin, ...config.corsOrigins],
+    sessionCookieName: services.cookies.sessionName,
+  });
+  const authorize = async (request: Parameters<typeof authorization.authorize>[0], permission: string) => {
+    await authorization.authorize(request, permission);
+  };
+  await server.register(metricsRoutes, { metrics: services.metrics, token: config.metricsToken, authorize });
+  await server.register(healthRoutes, { db, state });
+  await server.register(jwksRoutes, { keys: services.keys });
+  await server.register(accountRoutes, {
+    identity: services.identity,
+    sessions: services.sessions,
+    tokens: services.tokens,
+    audit: services.audit,
+    cookies: services.cookies,
+    audience: services.audience,
+    refreshAbsoluteSeconds: config.refreshAbsoluteSeconds,
+    requireAuthentication: authorization.requireAuthentication,
+    describeAccess: (userId) => services.authz.getUserAuthz(userId),
+  });
+  await server.register(sessionRoutes, {
+    sessions: services.sessions,
+    audit: services.audit,
+    requireAuthentication: authorization.requireAuthentication,
+  });
+  await server.register(adminUserRoutes, {
+    db,
+    identity: services.identity,
+    sessions: services.sessions,
+    authz: services.authz,
+    audit: services.audit,
+    requirePermission: authorization.requirePermission,
+  });
+  await server.register(authzRoutes, {
+    service: services.authz,
+    requirePermission: authorization.requirePermission,
+  });
+  await server.register(auditRoutes, { db, authorize });
+  await server.register(revocationRoutes, {
+    service: services.revocation,
+    requirePermission: authorization.requirePermission,
+  });
+}
+
+export async function createGatehouse(config: Config, options: CreateOptions = {}): Promise<Gatehouse> {
+  const context = await openContext(config, options);
+  const services = createServices(context);
+  try {
+    await services.start();
+    const server = await createHttpServer(config, context.logger);
+    await registerRoutes(server, context, services);
+    const metricsServer =
+      config.metricsPort !== undefined
+        ? await startMetricsServer(services.metrics.registry, config.metricsPort, config.host)
+        : undefined;
 
     let closing: Promise<void> | undefined;
     const close = () => {
@@ -57,14 +131,18 @@ export async function createGatehouse(config: Config, options: CreateOptions = {
         } finally {
           clearTimeout(timer);
           clearInterval(sweeper);
-          await Promise.allSettled([context.state.close(), db.close()]);
+          await services
+            .stop()
+            .catch((error) => context.logger.error({ err: error }, 'error while stopping services'));
+          await Promise.allSettled([metricsServer?.close(), context.state.close(), context.db.close()]);
         }
       })();
       return closing;
     };
-    return { ...context, server, close };
+    return { ...context, server, services, close };
   } catch (error) {
-    await Promise.allSettled([state?.close(), db.close()]);
+    await services.stop().catch(() => {});
+    await Promise.allSettled([context.state.close(), context.db.close()]);
     throw error;
   }
 }

@@ -33,6 +33,7 @@ export type ProblemKind =
   | 'unauthorized'
   | 'forbidden'
   | 'conflict'
+  | 'invalid-grant'
   | 'rate-limited'
   | 'dependency-unavailable'
   | 'internal-error';

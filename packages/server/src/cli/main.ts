@@ -1,9 +1,12 @@
 import { StartupError } from '../errors.ts';
+import { adminCommand } from './admin.ts';
 import type { Command } from './commands.ts';
+import { keysCommand } from './keys.ts';
+import { mailCommand } from './mail.ts';
 import { migrateCommand } from './migrate.ts';
 import { startCommand } from './start.ts';
 
-export const commands: Command[] = [startCommand, migrateCommand];
+export const commands: Command[] = [startCommand, migrateCommand, adminCommand, keysCommand, mailCommand];
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

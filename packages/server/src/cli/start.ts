@@ -1,4 +1,5 @@
 import { createGatehouse } from '../app.ts';
+import { roleHasHolders } from '../authz/authz-store.ts';
 import { loadConfig } from '../config/config.ts';
 import type { Command } from './commands.ts';
 
@@ -45,6 +46,16 @@ export const startCommand: Command = {
       }`,
       `  API docs:      ${config.publicUrl}/docs`,
     ];
+    if (!(await roleHasHolders(db, 'admin'))) {
+      lines.push(
+        '',
+        'No administrator exists yet. Create the first one with:',
+        config.databaseUrl
+          ? '  npx gatehouse admin create --email you@example.com'
+          : '  (stop this server: the embedded database serves one process) npx gatehouse admin create --email you@example.com',
+        '  (add --password-stdin to type the password; without it one is generated and printed once)',
+      );
+    }
     process.stderr.write(`${lines.join('\n')}\n`);
     // Keep running until a signal arrives.
     return new Promise<number>(() => {});

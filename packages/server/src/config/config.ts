@@ -25,6 +25,36 @@ export interface Config {
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
   trustProxy: boolean;
+  /** Accounts and sessions. */
+  requireEmailVerification: boolean;
+  passwordMinLength: number;
+  argon2MemoryKiB: number;
+  argon2Iterations: number;
+  argon2Parallelism: number;
+  sessionIdleSeconds: number;
+  sessionAbsoluteSeconds: number;
+  sessionCacheSeconds: number;
+  /** Login throttling per account+IP: failures before the temporary lock, and the lock window. */
+  loginMaxFailures: number;
+  loginLockSeconds: number;
+  /** Refresh-token families. */
+  refreshIdleSeconds: number;
+  refreshAbsoluteSeconds: number;
+  refreshReuseGraceSeconds: number;
+  /** Lifetime of access tokens, in seconds; also how long a replaced signing key stays published. */
+  accessTokenTtlSeconds: number;
+  /** A signing key older than this many days gets a successor automatically. */
+  keyRotationDays: number;
+  /** JWKS Cache-Control max-age; a new signing key is published this long before it signs. */
+  jwksCacheSeconds: number;
+  /** Bearer token that grants GET /metrics on the main port; unset: only the metrics:read permission does. */
+  metricsToken: string | undefined;
+  /** Separate port serving /metrics without authentication (bind it privately); unset: none. */
+  metricsPort: number | undefined;
+  /** smtp:// or smtps:// URL of the mail server; unset: mail goes to the dev outbox table (`gatehouse mail`). */
+  smtpUrl: string | undefined;
+  /** From address of outgoing mail. */
+  mailFrom: string;
 }
 
 export type Environment = Record<string, string | undefined>;
@@ -78,6 +108,8 @@ function boolean(fallback: boolean) {
 }
 
 const MIN_SECRET_LENGTH = 32;
+/** Settings whose values never appear in an error message (SMTP_URL may carry a password). */
+const HIDDEN_SETTINGS = new Set(['GATEHOUSE_SECRET', 'GATEHOUSE_METRICS_TOKEN', 'SMTP_URL']);
 
 const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
   { key: 'port', env: 'PORT', expected: 'an integer from 0 to 65535', parse: integer(0, 65535, 4000) },
@@ -187,6 +219,119 @@ const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
     parse: integer(0, 600_000, 10_000),
   },
   { key: 'trustProxy', env: 'GATEHOUSE_TRUST_PROXY', expected: 'true or false', parse: boolean(false) },
+  {
+    key: 'requireEmailVerification',
+    env: 'GATEHOUSE_REQUIRE_EMAIL_VERIFICATION',
+    expected: 'true or false',
+    parse: boolean(false),
+  },
+  {
+    key: 'passwordMinLength',
+    env: 'GATEHOUSE_PASSWORD_MIN_LENGTH',
+    expected: 'an integer from 8 to 64 (NIST SP 800-63B-4: 15 when the password is the only factor)',
+    parse: integer(8, 64, 15),
+  },
+  { key: 'argon2MemoryKiB', env: 'GATEHOUSE_ARGON2_MEMORY_KIB', expected: 'KiB from 8192 to 1048576', parse: integer(8192, 1_048_576, 19_456) },
+  { key: 'argon2Iterations', env: 'GATEHOUSE_ARGON2_ITERATIONS', expected: 'an integer from 1 to 20', parse: integer(1, 20, 2) },
+  { key: 'argon2Parallelism', env: 'GATEHOUSE_ARGON2_PARALLELISM', expected: 'an integer from 1 to 16', parse: integer(1, 16, 1) },
+  {
+    key: 'sessionIdleSeconds',
+    env: 'GATEHOUSE_SESSION_IDLE_SECONDS',
+    expected: 'seconds from 60 to 31536000',
+    parse: integer(60, 31_536_000, 86_400),
+  },
+  {
+    key: 'sessionAbsoluteSeconds',
+    env: 'GATEHOUSE_SESSION_ABSOLUTE_SECONDS',
+    expected: 'seconds from 60 to 31536000',
+    parse: integer(60, 31_536_000, 30 * 86_400),
+  },
+  {
+    key: 'sessionCacheSeconds',
+    env: 'GATEHOUSE_SESSION_CACHE_SECONDS',
+    expected: 'seconds from 0 to 60 (how long a node may serve a validated session from memory; revocations are pushed at once)',
+    parse: integer(0, 60, 10),
+  },
+  {
+    key: 'loginMaxFailures',
+    env: 'GATEHOUSE_LOGIN_MAX_FAILURES',
+    expected: 'an integer from 3 to 100',
+    parse: integer(3, 100, 10),
+  },
+  {
+    key: 'loginLockSeconds',
+    env: 'GATEHOUSE_LOGIN_LOCK_SECONDS',
+    expected: 'seconds from 1 to 86400',
+    parse: integer(1, 86_400, 900),
+  },
+  {
+    key: 'refreshIdleSeconds',
+    env: 'GATEHOUSE_REFRESH_IDLE_SECONDS',
+    expected: 'seconds from 60 to 31536000',
+    parse: integer(60, 31_536_000, 7 * 86_400),
+  },
+  {
+    key: 'refreshAbsoluteSeconds',
+    env: 'GATEHOUSE_REFRESH_ABSOLUTE_SECONDS',
+    expected: 'seconds from 60 to 31536000',
+    parse: integer(60, 31_536_000, 30 * 86_400),
+  },
+  {
+    key: 'refreshReuseGraceSeconds',
+    env: 'GATEHOUSE_REFRESH_REUSE_GRACE_SECONDS',
+    expected: 'seconds from 0 to 60',
+    parse: integer(0, 60, 0),
+  },
+  {
+    key: 'accessTokenTtlSeconds',
+    env: 'GATEHOUSE_ACCESS_TOKEN_TTL',
+    expected: 'seconds from 60 to 86400',
+    parse: integer(60, 86_400, 900),
+  },
+  {
+    key: 'keyRotationDays',
+    env: 'GATEHOUSE_KEY_ROTATION_DAYS',
+    expected: 'days from 1 to 3650',
+    parse: integer(1, 3650, 30),
+  },
+  {
+    key: 'jwksCacheSeconds',
+    env: 'GATEHOUSE_JWKS_CACHE_SECONDS',
+    expected: 'seconds from 0 to 86400',
+    parse: integer(0, 86_400, 300),
+  },
+  {
+    key: 'metricsToken',
+    env: 'GATEHOUSE_METRICS_TOKEN',
+    expected: `at least ${MIN_SECRET_LENGTH} characters of high-entropy text (unset: /metrics needs the metrics:read permission)`,
+    parse: optional((raw) => {
+      if (raw.length < MIN_SECRET_LENGTH) throw new BadSetting();
+      return raw;
+    }),
+  },
+  {
+    key: 'metricsPort',
+    env: 'GATEHOUSE_METRICS_PORT',
+    expected: 'an integer from 0 to 65535 (unset: no separate metrics port)',
+    parse: optional(integer(0, 65535, 0)),
+  },
+  {
+    key: 'smtpUrl',
+    env: 'SMTP_URL',
+    expected:
+      'an smtp:// or smtps:// URL such as smtps://user:password@mail.example.com:465 (unset: mail goes to the dev outbox)',
+    parse: optional(url(['smtp:', 'smtps:'])),
+  },
+  {
+    key: 'mailFrom',
+    env: 'GATEHOUSE_MAIL_FROM',
+    expected: 'a sender such as no-reply@example.com or "Gatehouse <no-reply@example.com>"',
+    parse: (raw) => {
+      const value = raw || 'Gatehouse <no-reply@localhost>';
+      if (!/^([^\r\n<>@]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/.test(value)) throw new BadSetting();
+      return value;
+    },
+  },
 ];
 
 function readConfigFile(path: string): Environment {
@@ -238,8 +383,11 @@ export function loadConfig(env: Environment = process.env): Config {
       config[setting.key] = setting.parse(raw, merged);
     } catch (error) {
       if (!(error instanceof BadSetting) && !(error instanceof TypeError)) throw error;
-      const shown =
-        setting.env === 'GATEHOUSE_SECRET' ? (raw ? '(hidden)' : '(unset)') : JSON.stringify(raw ?? null);
+      const shown = HIDDEN_SETTINGS.has(setting.env)
+        ? raw
+          ? '(hidden)'
+          : '(unset)'
+        : JSON.stringify(raw ?? null);
       problems.push(`  ${setting.env}=${shown}: expected ${setting.expected}`);
     }
   }

@@ -228,3 +228,32 @@ describe('HTTP shell: https deployments and logs', () => {
     }
   });
 });
+
+describe('HTTP shell: text hygiene in JSON bodies', () => {
+  let gatehouse: TestGatehouse;
+  before(async () => {
+    gatehouse = await startTestGatehouse(backend);
+    addProbeRoutes(gatehouse);
+  });
+  after(() => gatehouse.destroy());
+
+  const post = (payload: string | Buffer) =>
+    gatehouse.server.inject({
+      method: 'POST',
+      url: '/probe',
+      payload,
+      headers: { 'content-type': 'application/json' },
+    });
+
+  it('refuses invalid UTF-8, NUL characters, lone surrogates and prototype poisoning with 400', async () => {
+    const invalidUtf8 = Buffer.concat([
+      Buffer.from('{"name":"a'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}'),
+    ]);
+    assert.match(assertProblem(await post(invalidUtf8), 400, 'malformed-request').detail, /UTF-8/);
+    assert.match(assertProblem(await post('{"name":"a\\u0000b"}'), 400, 'malformed-request').detail, /NUL/);
+    assertProblem(await post('{"name":"\\ud800"}'), 400, 'malformed-request');
+    assertProblem(await post('{"name":"a","__proto__":{"admin":true}}'), 400, 'malformed-request');
+  });
+});

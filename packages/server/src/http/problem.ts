@@ -14,6 +14,7 @@ const KINDS: Record<ProblemKind, { status: number; title: string }> = {
   unauthorized: { status: 401, title: 'Authentication required' },
   forbidden: { status: 403, title: 'Forbidden' },
   conflict: { status: 409, title: 'Conflict' },
+  'invalid-grant': { status: 400, title: 'The refresh token is invalid, expired or revoked' },
   'rate-limited': { status: 429, title: 'Too many requests' },
   'dependency-unavailable': { status: 503, title: 'Service temporarily unavailable' },
   'internal-error': { status: 500, title: 'Internal server error' },

@@ -2,6 +2,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../logging/logger.ts';
+import { registerJsonBodyParser } from './json-body.ts';
 import { registerOpenApi } from './openapi.ts';
 import { handleError, sendProblem } from './problem.ts';
 import { AccessLogController, registerRequestContext, requestId } from './request-context.ts';
@@ -34,6 +35,7 @@ export async function createHttpServer(config: Config, logger: Logger): Promise<
   );
   // Only JSON bodies: a text/plain body would bypass schema expectations and CSRF preflights.
   server.removeContentTypeParser('text/plain');
+  registerJsonBodyParser(server);
 
   registerRequestContext(server);
   await registerSecurityHeaders(server, config.secureTransport);

@@ -17,6 +17,7 @@ describe('RedisStateStore through a Redis outage', { skip: SKIP, timeout: 60_000
   let store: RedisStateStore | undefined;
   const connectionErrors: Error[] = [];
   const received: string[] = [];
+  let unsubscribeTransient: (() => Promise<void>) | undefined;
 
   const live = (): RedisStateStore => {
     assert.ok(store, 'store not created');
@@ -45,6 +46,7 @@ describe('RedisStateStore through a Redis outage', { skip: SKIP, timeout: 60_000
     assert.equal((await s.increment('hits', 60_000)).value, 1);
     assert.equal((await s.increment('hits', 60_000)).value, 2);
     await s.subscribe('revocations', (m) => received.push(m));
+    unsubscribeTransient = await s.subscribe('transient', (m) => received.push(`transient:${m}`));
     await s.publish('revocations', 'before');
     await waitFor(() => received.includes('before'), 2_000);
   });
@@ -75,6 +77,8 @@ describe('RedisStateStore through a Redis outage', { skip: SKIP, timeout: 60_000
       }
     }
     assert.ok(connectionErrors.length > 0, 'connection errors reach onConnectionError');
+    // Delivery stops locally, so unsubscribing succeeds even while Redis is down.
+    await unsubscribeTransient?.();
   });
 
   it('recovers by itself once Redis is back', async () => {
@@ -106,6 +110,10 @@ describe('RedisStateStore through a Redis outage', { skip: SKIP, timeout: 60_000
     }
     assert.ok(received.includes('after'), `received only ${JSON.stringify(received)}`);
     assert.ok(!received.includes('lost'), 'a message published during the outage cannot arrive');
+    await s.publish('transient', 'after');
+    await s.publish('revocations', 'last');
+    await waitFor(() => received.includes('last'), 2_000);
+    assert.ok(!received.includes('transient:after'), 'unsubscribed during the outage');
   });
 });
 

@@ -122,8 +122,9 @@ export class RedisStateStore implements StateStore {
 
   async subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
     // Would otherwise open a fresh subscriber connection that nothing closes.
-    if (this.#closed)
+    if (this.#closed) {
       throw new DependencyUnavailableError('state store', { cause: new Error('The store is closed') });
+    }
     const subscriber = this.#subscriberClient();
     const name = this.keyPrefix + channel;
     let state = this.#channels.get(name);
@@ -143,7 +144,10 @@ export class RedisStateStore implements StateStore {
       if (!subscriptions.delete(subscription) || subscriptions.size > 0) return;
       if (this.#channels.get(name) !== state) return;
       this.#channels.delete(name);
-      if (!this.#closed) await this.#run(subscriber, () => subscriber.unsubscribe(name));
+      if (this.#closed) return;
+      // Delivery has already stopped here. If Redis is unreachable, the server-side subscription
+      // outlives us, and its messages are dropped in #dispatch: nothing for the caller to retry.
+      await this.#run(subscriber, () => subscriber.unsubscribe(name)).catch(() => {});
     };
     try {
       await state.subscribed;
