@@ -4,11 +4,12 @@
 // KeyObject; Gatehouse's AccessTokenService.issue / verify (claims, jti, JSON, base64url,
 // signing with the cached key, header/claim checks, revocation hook unset); jose's SignJWT /
 // jwtVerify with the same keys. Each round runs every row for ROUND_MS in turn (interleaved,
-// so drift hits all rows alike); the table shows the median of the rounds. Target: issuance
-// >= 70% of raw signs/s. Environment: BENCH_ROUNDS (5), BENCH_ROUND_MS (1000).
+// in 50 ms slices, so drift and other processes hit all rows alike); the table shows the
+// median of the rounds, per CPU-second of this process. Target: issuance >= 70% of raw
+// signs/s. Environment: BENCH_ROUNDS (5), BENCH_ROUND_MS (1000).
 import { sign, verify } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { jwtVerify, SignJWT } from 'jose';
 import { openDatabase } from '../src/storage/index.ts';
 import { migrate } from '../src/storage/migrate.ts';
@@ -115,40 +116,69 @@ const rows: Row[] = [
   },
 ];
 
-async function measure(row: Row): Promise<number> {
-  // Short warm-up so the JIT has seen the code before the clock starts.
-  for (let i = 0; i < BATCH * 4; i++) await row.run();
-  let count = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  while (elapsed < ROUND_MS) {
-    for (let i = 0; i < BATCH; i++) await row.run();
-    count += BATCH;
-    elapsed = performance.now() - start;
-  }
-  return (count * 1000) / elapsed;
+interface Sample {
+  count: number;
+  wallMs: number;
+  cpuMs: number;
 }
 
-const samples = new Map<string, number[]>(rows.map((row) => [row.name, []]));
+/** Runs a row for about `ms` of wall time; counts operations, wall time and this process's CPU time. */
+async function slice(row: Row, ms: number, into: Sample): Promise<void> {
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  let elapsed = 0;
+  while (elapsed < ms) {
+    for (let i = 0; i < BATCH; i++) await row.run();
+    into.count += BATCH;
+    elapsed = performance.now() - start;
+  }
+  const cpu = process.cpuUsage(cpuStart);
+  into.wallMs += elapsed;
+  into.cpuMs += (cpu.user + cpu.system) / 1000;
+}
+
+// Warm-up so the JIT has seen every row before the clock starts.
+for (const row of rows) for (let i = 0; i < BATCH * 8; i++) await row.run();
+
+// Each round gives every row ROUND_MS, in 50 ms slices taken in turn: load from other
+// processes then hits all rows alike, so the ratios hold on a busy machine. ops/s is per
+// CPU-second of this process (what one core yields); the wall-clock rate is shown beside it.
+const SLICE_MS = 50;
+const cpuRates = new Map<string, number[]>(rows.map((row) => [row.name, []]));
+const wallRates = new Map<string, number[]>(rows.map((row) => [row.name, []]));
 for (let round = 0; round < ROUNDS; round++) {
-  for (const row of rows) samples.get(row.name)?.push(await measure(row));
+  const round_ = new Map<string, Sample>(rows.map((row) => [row.name, { count: 0, wallMs: 0, cpuMs: 0 }]));
+  for (let spent = 0; spent < ROUND_MS; spent += SLICE_MS) {
+    for (const row of rows) await slice(row, SLICE_MS, round_.get(row.name) as Sample);
+  }
+  for (const row of rows) {
+    const sample = round_.get(row.name) as Sample;
+    cpuRates.get(row.name)?.push((sample.count * 1000) / sample.cpuMs);
+    wallRates.get(row.name)?.push((sample.count * 1000) / sample.wallMs);
+  }
   process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`);
 }
 
-const medians = new Map(rows.map((row) => [row.name, median(samples.get(row.name) ?? [])]));
+const medians = new Map(rows.map((row) => [row.name, median(cpuRates.get(row.name) ?? [])]));
+const wallMedians = new Map(rows.map((row) => [row.name, median(wallRates.get(row.name) ?? [])]));
 const rawSign = medians.get('sign: raw node:crypto ES256') as number;
 const rawVerify = medians.get('verify: raw node:crypto ES256') as number;
 const table = rows.map((row) => {
   const value = medians.get(row.name) as number;
   const base = row.name.startsWith('sign') ? rawSign : rawVerify;
-  return [row.name, Math.round(value), `${Math.round((value / base) * 100)}%`];
+  return [
+    row.name,
+    Math.round(value),
+    `${Math.round((value / base) * 100)}%`,
+    Math.round(wallMedians.get(row.name) as number),
+  ];
 });
 const issuance = (medians.get('sign: Gatehouse issue()') as number) / rawSign;
 
 process.stdout.write(
-  `Access tokens, ES256, one core (${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} CPUs, Node ${process.version})\n` +
-    `median of ${ROUNDS} rounds x ${ROUND_MS} ms; token ${issued.token.length} bytes\n\n` +
-    `${formatTable(['operation', 'ops/s', 'of raw'], table)}\n\n` +
+  `Access tokens, ES256 (${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} CPUs, Node ${process.version}, load ${loadavg()[0]?.toFixed(1)})\n` +
+    `median of ${ROUNDS} rounds x ${ROUND_MS} ms per row; token ${issued.token.length} bytes\n\n` +
+    `${formatTable(['operation', 'ops/CPU-s', 'of raw', 'ops/s wall'], table)}\n\n` +
     `issuance / raw sign = ${(issuance * 100).toFixed(1)}% (target >= ${TARGET * 100}%): ${issuance >= TARGET ? 'met' : 'NOT met'}\n`,
 );
 
@@ -161,8 +191,9 @@ if (process.env.BENCH_RESULTS_JSON) {
         finishedAt: new Date().toISOString(),
         rounds: ROUNDS,
         roundMs: ROUND_MS,
-        opsPerSecond: Object.fromEntries(medians),
-        samples: Object.fromEntries(samples),
+        opsPerCpuSecond: Object.fromEntries(medians),
+        opsPerWallSecond: Object.fromEntries(wallMedians),
+        samples: Object.fromEntries(cpuRates),
         issuanceShareOfRawSign: issuance,
         target: TARGET,
       },

@@ -7,6 +7,8 @@
 // Options (flags, or environment variables since `npm run bench -- ...` swallows flags):
 //   --rounds N / BENCH_ROUNDS (5)   --duration S / BENCH_DURATION (5)   --warmup S / BENCH_WARMUP (2)
 //   --connections N / BENCH_CONNECTIONS (50)   --profile / BENCH_PROFILE=1 (extra rows that split the cost)
+//   --cpu-prof / BENCH_CPU_PROF=1: V8 CPU profiles of the Gatehouse processes into .bench/profiles/
+//     (profiling slows the server: such a run is for finding costs, its figures are not results)
 // Results: a table on stdout, progress on stderr, JSON in .bench/results-<suite>.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
@@ -26,6 +28,7 @@ const { values, positionals } = parseArgs({
     warmup: { type: 'string' },
     connections: { type: 'string' },
     profile: { type: 'boolean' },
+    'cpu-prof': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -53,6 +56,10 @@ function positive(flag: string | undefined, env: string | undefined, fallback: n
   return value;
 }
 
+function truthy(raw: string | undefined): boolean {
+  return ['1', 'true', 'yes'].includes((raw ?? '').toLowerCase());
+}
+
 const httpOptions: HttpSuiteOptions = {
   rounds: Math.round(positive(values.rounds, process.env.BENCH_ROUNDS, 5, 'rounds')),
   durationS: positive(values.duration, process.env.BENCH_DURATION, 5, 'duration'),
@@ -60,7 +67,11 @@ const httpOptions: HttpSuiteOptions = {
   connections: Math.round(positive(values.connections, process.env.BENCH_CONNECTIONS, 50, 'connections')),
   pipelining: 1,
   idleS: 5,
-  profile: values.profile === true || ['1', 'true', 'yes'].includes(process.env.BENCH_PROFILE ?? ''),
+  quietBudgetS: 60,
+  ...(values['cpu-prof'] === true || truthy(process.env.BENCH_CPU_PROF)
+    ? { cpuProfileDir: join(RESULTS_DIR, 'profiles') }
+    : {}),
+  profile: values.profile === true || truthy(process.env.BENCH_PROFILE),
 };
 
 // Ctrl-C: kill what we started, let the finally blocks clean up (schemas, temp dirs), then leave.

@@ -5,18 +5,18 @@
 //           and its health routes, but no database or state store in the process
 // Started by bench/lib/http-suite.ts.
 import Fastify, { type FastifyInstance } from 'fastify';
-import { loadConfig } from '../../src/config/config.ts';
-import { healthRoutes } from '../../src/health/routes.ts';
-import { registerSecurityHeaders } from '../../src/http/security-headers.ts';
-import { createHttpServer } from '../../src/http/server.ts';
-import { createLogger } from '../../src/logging/logger.ts';
 import type { StateStore } from '../../src/state/state-store.ts';
 import type { Database } from '../../src/storage/database.ts';
 
 const variant = process.env.BENCH_VARIANT ?? 'bare';
 
 async function build(): Promise<FastifyInstance> {
+  // Gatehouse modules load only in the variants that use them, so the baseline stays bare.
   if (variant === 'shell') {
+    const { loadConfig } = await import('../../src/config/config.ts');
+    const { createHttpServer } = await import('../../src/http/server.ts');
+    const { healthRoutes } = await import('../../src/health/routes.ts');
+    const { createLogger } = await import('../../src/logging/logger.ts');
     const config = loadConfig(process.env);
     const server = await createHttpServer(config, createLogger(config.logLevel));
     // /healthz never touches storage; /readyz is not benchmarked.
@@ -25,8 +25,12 @@ async function build(): Promise<FastifyInstance> {
     return server;
   }
   const server = Fastify({ logger: false });
-  if (variant === 'helmet') await registerSecurityHeaders(server, false);
-  else if (variant !== 'bare') throw new Error(`unknown BENCH_VARIANT ${variant}`);
+  if (variant === 'helmet') {
+    const { registerSecurityHeaders } = await import('../../src/http/security-headers.ts');
+    await registerSecurityHeaders(server, false);
+  } else if (variant !== 'bare') {
+    throw new Error(`unknown BENCH_VARIANT ${variant}`);
+  }
   // The same response schema as Gatehouse's route, so both serialise the same way.
   server.get(
     '/healthz',

@@ -15,6 +15,7 @@ import {
   sleep,
   spawnNode,
   stopProcess,
+  waitForQuiet,
   waitUntilServing,
 } from './processes.ts';
 import { formatTable, median } from './stats.ts';
@@ -29,11 +30,18 @@ export interface HttpSuiteOptions extends LoadOptions {
   warmupS: number;
   /** How long a fresh Gatehouse sits idle before its RSS is read. */
   idleS: number;
+  /** Longest wait, over the whole suite, for other work on the machine to calm down before rounds. */
+  quietBudgetS: number;
   /**
    * Adds rows that split the cost (first backend only): bare Fastify + helmet, Gatehouse's HTTP
    * shell without storage, Gatehouse with logging off.
    */
   profile: boolean;
+  /**
+   * Directory for V8 CPU profiles of every Gatehouse process (node --cpu-prof); profiling slows
+   * the server, so such a run's figures are not results.
+   */
+  cpuProfileDir?: string;
 }
 
 export interface Backend {
@@ -45,11 +53,16 @@ export interface Backend {
 interface RoundResult extends LoadResult {
   /** Share of one core the server used while loaded (1 = saturated). */
   serverCpu: number | null;
+  /** Server CPU time per request in µs: steadier than req/s when other work shares the machine. */
+  serverCpuUsPerRequest: number | null;
   /**
    * Share of the server's core busy with anything but the server (kernel network work, and
    * other processes: a noisy machine shows up here).
    */
   otherCpuOnServerCore: number | null;
+  /** Seconds waited before the round for both cores to be nearly idle; quiet=false: gave up. */
+  waitedForQuietS: number;
+  quiet: boolean;
 }
 
 type Kind = 'baseline' | 'gatehouse' | 'variant';
@@ -64,10 +77,17 @@ export interface TargetResult {
     latencyP99: number;
     latencyMean: number;
     serverCpu: number | null;
+    serverCpuUsPerRequest: number | null;
     otherCpuOnServerCore: number | null;
   };
   /** Median req/s over the bare Fastify baseline's median req/s, same backend pass. */
   ratioToBare: number | null;
+  /**
+   * Bare Fastify's median CPU µs per request over this target's: the req/s ratio both would reach
+   * with a saturated server core each. Steadier on a shared machine, and not flattered when the
+   * load generator, not the server, limits the baseline.
+   */
+  cpuRatioToBare: number | null;
   /** RSS after idling, before any load (Gatehouse: a restart on an initialised database). */
   idleRssMb: number | null;
   /** Gatehouse only: RSS after idling in the very first start on an empty data dir / schema. */
@@ -151,7 +171,8 @@ async function startGatehouse(
   backend: Backend,
   logLevel: 'info' | 'silent',
   cleanups: Cleanup[],
-  firstStartIdleS = 0,
+  firstStartIdleS: number,
+  cpuProfileDir: string | undefined,
 ): Promise<RunningTarget> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
@@ -178,8 +199,9 @@ async function startGatehouse(
   if (backend.redisUrl) env.REDIS_URL = backend.redisUrl;
 
   const url = `http://127.0.0.1:${port}${PATH_NAME}`;
+  const nodeFlags = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
   const start = async () => {
-    const child = spawnNode(SERVER_CPU, [CLI, 'start'], {
+    const child = spawnNode(SERVER_CPU, [...nodeFlags, CLI, 'start'], {
       cwd: SERVER_ROOT,
       env,
       // stdout carries the JSON access log: discarded, as a log shipper reading it costs this process nothing more.
@@ -206,7 +228,12 @@ async function startGatehouse(
   return { name, kind, url, child, idleRssMb: null, firstStartIdleRssMb };
 }
 
+/** What is left of HttpSuiteOptions.quietBudgetS. */
+let quietBudgetS = 0;
+
 async function measureRound(target: RunningTarget, options: LoadOptions): Promise<RoundResult> {
+  const { waitedS, quiet } = await waitForQuiet(Math.min(15, quietBudgetS));
+  quietBudgetS = Math.max(0, quietBudgetS - waitedS);
   const pid = target.child.pid;
   const cpuBefore = cpuSeconds(pid);
   const coreBefore = coreBusySeconds(SERVER_CPU);
@@ -227,7 +254,18 @@ async function measureRound(target: RunningTarget, options: LoadOptions): Promis
     cpuBefore !== null && cpuAfter !== null && coreBefore !== null && coreAfter !== null
       ? Math.round(((coreAfter - coreBefore - (cpuAfter - cpuBefore)) / options.durationS) * 100) / 100
       : null;
-  return { ...result, serverCpu, otherCpuOnServerCore };
+  const serverCpuUsPerRequest =
+    cpuBefore !== null && cpuAfter !== null && result.requests > 0
+      ? Math.round(((cpuAfter - cpuBefore) / result.requests) * 1e6 * 10) / 10
+      : null;
+  return {
+    ...result,
+    serverCpu,
+    serverCpuUsPerRequest,
+    otherCpuOnServerCore,
+    waitedForQuietS: waitedS,
+    quiet,
+  };
 }
 
 async function runCleanups(cleanups: Cleanup[]): Promise<void> {
@@ -246,8 +284,9 @@ async function measureBackend(
   const cleanups: Cleanup[] = [];
   try {
     log(`\n[http] ${backend.name}: starting Gatehouse`);
-    const gatehouses = [await startGatehouse(backend, 'info', cleanups, options.idleS)];
-    if (withProfileRows) gatehouses.push(await startGatehouse(backend, 'silent', cleanups));
+    const profileDir = options.cpuProfileDir;
+    const gatehouses = [await startGatehouse(backend, 'info', cleanups, options.idleS, profileDir)];
+    if (withProfileRows) gatehouses.push(await startGatehouse(backend, 'silent', cleanups, 0, profileDir));
     await sleep(options.idleS * 1000);
 
     const bare = baselines[0] as RunningTarget;
@@ -270,17 +309,24 @@ async function measureBackend(
         log(
           `[http] round ${round}/${options.rounds} ${target.name.padEnd(24)} ${String(result.requestsPerSecond).padStart(7)} req/s` +
             `  p50 ${result.latencyP50} ms  p99 ${result.latencyP99} ms  server CPU ${result.serverCpu ?? '?'}` +
-            `  other on its core ${result.otherCpuOnServerCore ?? '?'}`,
+            ` (${result.serverCpuUsPerRequest ?? '?'} µs/req)` +
+            `  other on its core ${result.otherCpuOnServerCore ?? '?'}` +
+            (result.quiet ? '' : '  (machine busy)'),
         );
       }
     }
 
-    const bareMedian = median((rounds.get(bare) ?? []).map((r) => r.requestsPerSecond));
+    const bareRounds = rounds.get(bare) ?? [];
+    const bareMedian = median(bareRounds.map((r) => r.requestsPerSecond));
+    const bareCpu = median(
+      bareRounds.map((r) => r.serverCpuUsPerRequest).filter((value): value is number => value !== null),
+    );
     return targets.map((target) => {
       const list = rounds.get(target) ?? [];
       const known = (values: (number | null)[]) => values.filter((value): value is number => value !== null);
       const cpu = known(list.map((r) => r.serverCpu));
       const other = known(list.map((r) => r.otherCpuOnServerCore));
+      const perRequest = known(list.map((r) => r.serverCpuUsPerRequest));
       const requestsPerSecond = median(list.map((r) => r.requestsPerSecond));
       return {
         name: target.name,
@@ -292,9 +338,14 @@ async function measureBackend(
           latencyP99: median(list.map((r) => r.latencyP99)),
           latencyMean: Math.round(median(list.map((r) => r.latencyMean)) * 100) / 100,
           serverCpu: cpu.length > 0 ? median(cpu) : null,
+          serverCpuUsPerRequest: perRequest.length > 0 ? median(perRequest) : null,
           otherCpuOnServerCore: other.length > 0 ? median(other) : null,
         },
         ratioToBare: target === bare ? null : Math.round((requestsPerSecond / bareMedian) * 1000) / 1000,
+        cpuRatioToBare:
+          target === bare || perRequest.length === 0 || Number.isNaN(bareCpu)
+            ? null
+            : Math.round((bareCpu / median(perRequest)) * 1000) / 1000,
         idleRssMb: target.idleRssMb,
         firstStartIdleRssMb: target.firstStartIdleRssMb,
         afterLoadRssMb: rssMb(target.child.pid),
@@ -308,6 +359,7 @@ async function measureBackend(
 export async function runHttpSuite(options: HttpSuiteOptions): Promise<HttpSuiteResult> {
   const cleanups: Cleanup[] = [];
   const result: HttpSuiteResult = { path: PATH_NAME, options, backends: [] };
+  quietBudgetS = options.quietBudgetS;
   try {
     const baselines = [await startBare('bare', cleanups)];
     if (options.profile)
@@ -333,7 +385,7 @@ const percent = (ratio: number | null) => (ratio === null ? '' : `${(ratio * 100
 export function formatHttpResult(result: HttpSuiteResult): string {
   const rows = result.backends.flatMap((backend) =>
     backend.error
-      ? [[backend.name, 'FAILED', '', '', '', '', '', '', '', '', '', '']]
+      ? [[backend.name, 'FAILED', '', '', '', '', '', '', '', '', '', '', '', '']]
       : backend.targets.map((target) => [
           backend.name,
           target.name,
@@ -342,14 +394,25 @@ export function formatHttpResult(result: HttpSuiteResult): string {
           target.median.latencyP99,
           target.median.latencyMean,
           cpuPercent(target.median.serverCpu),
+          target.median.serverCpuUsPerRequest ?? '',
           cpuPercent(target.median.otherCpuOnServerCore),
           percent(target.ratioToBare),
+          percent(target.cpuRatioToBare),
           target.idleRssMb ?? '',
           target.firstStartIdleRssMb ?? '',
           target.afterLoadRssMb ?? '',
         ]),
   );
   const { rounds, durationS, warmupS, connections, pipelining } = result.options;
+  const all = result.backends.flatMap((backend) => backend.targets.flatMap((target) => target.rounds));
+  const busy = all.filter((round) => !round.quiet || (round.otherCpuOnServerCore ?? 0) > 0.15).length;
+  const warning =
+    busy > 0
+      ? [
+          `WARNING: ${busy} of ${all.length} rounds shared the machine with other work ` +
+            '(busy before the round, or >15% of the server core used by others): the numbers are noisy.',
+        ]
+      : [];
   return [
     `HTTP GET ${result.path}: medians of ${rounds} rounds x ${durationS} s (warm-up ${warmupS} s), ` +
       `${connections} connections, pipelining ${pipelining}`,
@@ -362,13 +425,16 @@ export function formatHttpResult(result: HttpSuiteResult): string {
         'p99 ms',
         'mean ms',
         'server CPU',
+        'CPU µs/req',
         'other CPU core 0',
         'vs bare',
+        'vs bare (CPU)',
         'idle RSS MB',
         'idle RSS 1st start',
         'RSS after load MB',
       ],
       rows,
     ),
+    ...warning,
   ].join('\n');
 }

@@ -32,10 +32,7 @@ interface AutocannonJson {
 
 /** Runs autocannon as its own process on the load core and returns its JSON summary. */
 export function runLoad(url: string, options: LoadOptions): Promise<LoadResult> {
-  const args = [
-    AUTOCANNON_CLI,
-    '-j',
-    '-n',
+  return autocannon([
     '-c',
     String(options.connections),
     '-p',
@@ -43,7 +40,35 @@ export function runLoad(url: string, options: LoadOptions): Promise<LoadResult> 
     '-d',
     String(options.durationS),
     url,
+  ]);
+}
+
+/** What runRequestLoad sends instead of a plain GET. */
+export interface LoadRequest {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** runLoad with a method, headers and a body (the same request every time). */
+export function runRequestLoad(url: string, options: LoadOptions, request: LoadRequest): Promise<LoadResult> {
+  const args = [
+    '-c',
+    String(options.connections),
+    '-p',
+    String(options.pipelining),
+    '-d',
+    String(options.durationS),
   ];
+  if (request.method) args.push('-m', request.method);
+  // autocannon splits each header at its first ':' or '='.
+  for (const [name, value] of Object.entries(request.headers ?? {})) args.push('-H', `${name}:${value}`);
+  if (request.body !== undefined) args.push('-b', request.body);
+  return autocannon([...args, url]);
+}
+
+function autocannon(options: string[]): Promise<LoadResult> {
+  const args = [AUTOCANNON_CLI, '-j', '-n', ...options];
   return new Promise((resolve, reject) => {
     const child = spawnNode(LOAD_CPU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

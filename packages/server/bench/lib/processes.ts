@@ -185,6 +185,32 @@ export function coreBusySeconds(cpu: number): number | null {
   }
 }
 
+/** Busy share (0..1) of each core over a short window. */
+async function coreLoad(cpuIds: number[], windowMs: number): Promise<number[]> {
+  const before = cpuIds.map(coreBusySeconds);
+  await sleep(windowMs);
+  const after = cpuIds.map(coreBusySeconds);
+  return cpuIds.map((_, i) => ((after[i] ?? 0) - (before[i] ?? 0)) / (windowMs / 1000));
+}
+
+/**
+ * Waits (at most maxWaitS) until both benchmark cores are nearly idle, so that other work on a
+ * shared machine (a test run, a build) does not land inside a measured round. Returns the
+ * seconds waited and whether the machine became quiet.
+ */
+export async function waitForQuiet(
+  maxWaitS: number,
+  threshold = 0.15,
+): Promise<{ waitedS: number; quiet: boolean }> {
+  const started = performance.now();
+  for (;;) {
+    const load = await coreLoad([SERVER_CPU, LOAD_CPU], 500);
+    const waitedS = Math.round((performance.now() - started) / 100) / 10;
+    if (load.every((share) => share < threshold)) return { waitedS, quiet: true };
+    if (waitedS >= maxWaitS) return { waitedS, quiet: false };
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

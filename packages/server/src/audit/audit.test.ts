@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { backends, startTestGatehouse, type TestGatehouse } from '../../test/support/backends.ts';
 import { DependencyUnavailableError, DomainError } from '../errors.ts';
 import { PROBLEM_BASE } from '../http/problem.ts';
+import { createHttpServer, type HttpServer } from '../http/server.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import type { Database, Queryable, QueryResult } from '../storage/database.ts';
 import type { AuditEvent } from './audit-log.ts';
@@ -372,6 +373,8 @@ for (const backend of backends()) {
     });
 
     describe('GET /v1/admin/audit', () => {
+      let server: HttpServer;
+      after(() => server.close());
       const permissions: string[] = [];
       const user = randomUUID();
       before(async () => {
@@ -380,7 +383,9 @@ for (const backend of backends()) {
           if (request.headers['x-test-role'] !== 'auditor')
             throw new DomainError('forbidden', 'Needs audit:read');
         };
-        await gatehouse.server.register(auditRoutes, { db, authorize });
+        // A server of its own: the app already serves the real route with the real authorizer.
+        server = await createHttpServer(gatehouse.config, gatehouse.logger);
+        await server.register(auditRoutes, { db, authorize });
         const log = open(db);
         for (let i = 0; i < 12; i++) {
           log.record(
@@ -394,7 +399,7 @@ for (const backend of backends()) {
       });
 
       const get = (query: string, role = 'auditor') =>
-        gatehouse.server.inject({
+        server.inject({
           method: 'GET',
           url: `/v1/admin/audit${query}`,
           headers: { 'x-test-role': role },

@@ -44,6 +44,7 @@ export const startCommand: Command = {
             ? `read from ${masterSecret.path}`
             : 'from GATEHOUSE_SECRET'
       }`,
+      `  mail:          ${config.smtpUrl ? `SMTP ${new URL(config.smtpUrl).host}` : 'dev outbox in the database (set SMTP_URL to deliver mail; `npx gatehouse mail` lists it)'}`,
       `  API docs:      ${config.publicUrl}/docs`,
     ];
     if (!(await roleHasHolders(db, 'admin'))) {

@@ -67,6 +67,20 @@ describe('configuration', () => {
     assert.equal(config.secret, 'x'.repeat(40));
   });
 
+  it('never echoes a password embedded in a connection URL', () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          DATABASE_URL: 'mysql://admin:hunter2-db@db/x',
+          REDIS_URL: 'http://:hunter2-redis@cache',
+        }),
+      (error: unknown) =>
+        error instanceof StartupError &&
+        !error.message.includes('hunter2') &&
+        error.message.includes('mysql://admin:***@db/x'),
+    );
+  });
+
   it('rejects out-of-range numbers and a bad schema name', () => {
     assert.throws(() => loadConfig({ PORT: '70000' }), /PORT="70000"/);
     assert.throws(

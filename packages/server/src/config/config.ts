@@ -109,6 +109,11 @@ function boolean(fallback: boolean) {
 
 const MIN_SECRET_LENGTH = 32;
 /** Settings whose values never appear in an error message (SMTP_URL may carry a password). */
+/** Connection URLs may embed a password: never echo it in a configuration error. */
+function withoutUrlPassword(raw: string): string {
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
+}
+
 const HIDDEN_SETTINGS = new Set(['GATEHOUSE_SECRET', 'GATEHOUSE_METRICS_TOKEN', 'SMTP_URL']);
 
 const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
@@ -231,9 +236,24 @@ const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
     expected: 'an integer from 8 to 64 (NIST SP 800-63B-4: 15 when the password is the only factor)',
     parse: integer(8, 64, 15),
   },
-  { key: 'argon2MemoryKiB', env: 'GATEHOUSE_ARGON2_MEMORY_KIB', expected: 'KiB from 8192 to 1048576', parse: integer(8192, 1_048_576, 19_456) },
-  { key: 'argon2Iterations', env: 'GATEHOUSE_ARGON2_ITERATIONS', expected: 'an integer from 1 to 20', parse: integer(1, 20, 2) },
-  { key: 'argon2Parallelism', env: 'GATEHOUSE_ARGON2_PARALLELISM', expected: 'an integer from 1 to 16', parse: integer(1, 16, 1) },
+  {
+    key: 'argon2MemoryKiB',
+    env: 'GATEHOUSE_ARGON2_MEMORY_KIB',
+    expected: 'KiB from 8192 to 1048576',
+    parse: integer(8192, 1_048_576, 19_456),
+  },
+  {
+    key: 'argon2Iterations',
+    env: 'GATEHOUSE_ARGON2_ITERATIONS',
+    expected: 'an integer from 1 to 20',
+    parse: integer(1, 20, 2),
+  },
+  {
+    key: 'argon2Parallelism',
+    env: 'GATEHOUSE_ARGON2_PARALLELISM',
+    expected: 'an integer from 1 to 16',
+    parse: integer(1, 16, 1),
+  },
   {
     key: 'sessionIdleSeconds',
     env: 'GATEHOUSE_SESSION_IDLE_SECONDS',
@@ -249,7 +269,8 @@ const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
   {
     key: 'sessionCacheSeconds',
     env: 'GATEHOUSE_SESSION_CACHE_SECONDS',
-    expected: 'seconds from 0 to 60 (how long a node may serve a validated session from memory; revocations are pushed at once)',
+    expected:
+      'seconds from 0 to 60 (how long a node may serve a validated session from memory; revocations are pushed at once)',
     parse: integer(0, 60, 10),
   },
   {
@@ -387,7 +408,7 @@ export function loadConfig(env: Environment = process.env): Config {
         ? raw
           ? '(hidden)'
           : '(unset)'
-        : JSON.stringify(raw ?? null);
+        : JSON.stringify(raw === undefined ? null : withoutUrlPassword(raw));
       problems.push(`  ${setting.env}=${shown}: expected ${setting.expected}`);
     }
   }

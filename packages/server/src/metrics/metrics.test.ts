@@ -29,12 +29,10 @@ function assertUnauthorized(response: {
 
 describe('GET /metrics on the main port (token)', () => {
   let gatehouse: TestGatehouse;
-  let metrics: Metrics;
   before(async () => {
-    gatehouse = await startTestGatehouse(backend);
-    metrics = createMetrics();
-    // Registered after the health routes on purpose: the hook must still see every route.
-    await gatehouse.server.register(metricsRoutes, { metrics, token: TOKEN });
+    // The real wiring: the app registers the metrics plugin after the health routes, and
+    // the hook must still see every route.
+    gatehouse = await startTestGatehouse(backend, { GATEHOUSE_METRICS_TOKEN: TOKEN });
   });
   after(() => gatehouse.destroy());
 

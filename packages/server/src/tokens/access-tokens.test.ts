@@ -154,6 +154,8 @@ for (const backend of backends()) {
       assert.equal((await tokens.issue({ ...input, ttlSeconds: 999_999 })).expiresIn, 3600);
       assert.throws(() => service({ audiences: { [ML_API]: { ttlSeconds: 7200 } } }), RangeError);
       await assert.rejects(tokens.issue({ ...input, scope: ['bad scope'] }), RangeError);
+      await assert.rejects(tokens.issue({ ...input, ttlSeconds: Number.NaN }), RangeError);
+      await assert.rejects(tokens.issue({ ...input, tokenVersion: 1.5 }), RangeError);
     });
 
     it('checks audience (default: Gatehouse itself), expiry and the revocation hook', async () => {

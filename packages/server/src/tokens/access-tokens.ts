@@ -153,7 +153,9 @@ export class AccessTokenService {
     for (const token of input.scope) {
       if (!SCOPE_TOKEN.test(token)) throw new RangeError(`Invalid scope token ${JSON.stringify(token)}`);
     }
+    if (!Number.isSafeInteger(input.tokenVersion)) throw new RangeError('tokenVersion must be an integer');
     const requested = input.ttlSeconds ?? policy?.ttlSeconds ?? this.defaultTtlSeconds;
+    if (!Number.isFinite(requested)) throw new RangeError('ttlSeconds must be a number of seconds');
     const ttl = Math.max(1, Math.min(Math.floor(requested), this.keys.maxTokenTtlSeconds));
     const signer =
       this.keys.cachedSigner(alg, 'access_token') ?? (await this.keys.signerFor(alg, 'access_token'));

@@ -117,13 +117,19 @@ export class RevocationService {
     await this.#subscribe();
     // The cursor is read before the tables: every event up to it is committed (ids follow commit
     // order), so the tables read next reflect it; later events come from the feed.
-    const lastEventId = await selectLatestEventId(this.#db);
-    const nowMs = this.#now();
-    for (const row of await selectDenylist(this.#db, new Date(nowMs))) {
-      this.#deny(row.jti, Math.floor(row.expires_at.getTime() / 1000), nowMs);
+    try {
+      const lastEventId = await selectLatestEventId(this.#db);
+      const nowMs = this.#now();
+      for (const row of await selectDenylist(this.#db, new Date(nowMs))) {
+        this.#deny(row.jti, Math.floor(row.expires_at.getTime() / 1000), nowMs);
+      }
+      for (const row of await selectUserVersions(this.#db)) this.#raiseVersion(row.user_id, row.version);
+      this.#lastEventId = Math.max(this.#lastEventId, lastEventId);
+    } catch (error) {
+      await this.#unsubscribe?.().catch(() => {});
+      this.#unsubscribe = undefined;
+      throw error;
     }
-    for (const row of await selectUserVersions(this.#db)) this.#raiseVersion(row.user_id, row.version);
-    this.#lastEventId = Math.max(this.#lastEventId, lastEventId);
     this.#started = true;
     this.#loaded = true;
     this.#every(this.#catchUpIntervalMs, async () => {
@@ -162,7 +168,8 @@ export class RevocationService {
 
   /**
    * Denylists one access token until it expires. `expiresAt` is the token's `exp` (epoch
-   * seconds); `userId` is null for a token without a user. True when this call revoked it;
+   * seconds); `userId` is null for a token without a user (a subject that is not a user id,
+   * e.g. a client-credentials `sub`, is stored as null). True when this call revoked it;
    * false when it already was revoked or has expired.
    */
   async revokeAccessToken(input: {

@@ -292,6 +292,23 @@ for (const backend of backends()) {
       }
     });
 
+    it('start() ensures keys and advances; its timer keeps advancing until stop()', async () => {
+      const node = new SigningKeyService(db, SECRET, { ...es256Only, syncIntervalSeconds: 0.05 });
+      await node.start();
+      try {
+        const first = (await node.currentSigner()).kid;
+        const { kid } = await node.rotate();
+        t += 305_000;
+        const deadline = Date.now() + 5000;
+        while ((await node.currentSigner()).kid === first && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal((await node.currentSigner()).kid, kid, 'the timer promoted the pending key');
+      } finally {
+        node.stop();
+      }
+    });
+
     it('unknown kids reload the key set at most once per second; signing never queries', async () => {
       const { db: counted, count } = counting(db);
       const node = new SigningKeyService(counted, SECRET, es256Only);
