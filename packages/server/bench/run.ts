@@ -11,7 +11,7 @@
 //     (profiling slows the server: such a run is for finding costs, its figures are not results)
 // Results: a table on stdout, progress on stderr, JSON in .bench/results-<suite>.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatHttpResult, type HttpSuiteOptions, runHttpSuite } from './lib/http-suite.ts';
@@ -94,7 +94,7 @@ function redactUrl(raw: string | undefined): string | undefined {
 
 const pinning = checkPinning();
 const machine = {
-  cpus: availableParallelism(),
+  cpus: cpus().length,
   cpuModel: cpus()[0]?.model,
   memoryGb: Math.round(totalmem() / 2 ** 30),
   kernel: release(),
@@ -103,7 +103,6 @@ const machine = {
     ? 'server taskset -c 0, load generator taskset -c 1'
     : `off: ${pinning.warning ?? 'unknown'}`,
 };
-// After reading the CPU count: pinning narrows what availableParallelism() sees.
 pinSelf();
 
 mkdirSync(RESULTS_DIR, { recursive: true });

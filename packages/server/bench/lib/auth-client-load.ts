@@ -39,6 +39,9 @@ export interface ClientLoadResult {
   windowS: number;
 }
 
+const WINDOW_START = '@@window-start';
+const WINDOW_END = '@@window-end';
+
 interface Reply {
   status: number;
   body: string;
@@ -100,6 +103,12 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     }
   };
   const user = (i: number) => config.users[i % config.users.length] as { email: string; password: string };
+  // Tells the parent when the window opens and closes, so it can read the server's CPU time then.
+  const markWindow = () => {
+    const now = performance.now();
+    setTimeout(() => process.stderr.write(`${WINDOW_START}\n`), windowStart - now);
+    setTimeout(() => process.stderr.write(`${WINDOW_END}\n`), windowEnd - now);
+  };
 
   if (config.mode === 'refresh') {
     const clients = config.clients ?? 32;
@@ -115,6 +124,7 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     const start = performance.now();
     windowStart = start + config.warmupS * 1000;
     windowEnd = windowStart + config.durationS * 1000;
+    markWindow();
     await Promise.all(
       agents.map(async (agent, i) => {
         let token = tokens[i] as string;
@@ -146,6 +156,7 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     windowStart = start + config.warmupS * 1000;
     windowEnd = windowStart + config.durationS * 1000;
     const total = Math.floor(((windowEnd - start) / 1000) * rate);
+    markWindow();
     const inFlight: Promise<void>[] = [];
     for (let i = 0; i < total; i++) {
       const due = start + (i * 1000) / rate;
@@ -177,8 +188,11 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
   };
 }
 
-/** Runs this file as a process on the load core and returns its result. */
-export function runClientLoad(config: ClientLoadConfig): Promise<ClientLoadResult> {
+/** Runs this file as a process on the load core and returns its result; calls onWindow('start' | 'end'). */
+export function runClientLoad(
+  config: ClientLoadConfig,
+  onWindow: (edge: 'start' | 'end') => void = () => {},
+): Promise<ClientLoadResult> {
   return new Promise((resolve, reject) => {
     const child = spawnNode(LOAD_CPU, [import.meta.filename, JSON.stringify(config)], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -189,6 +203,8 @@ export function runClientLoad(config: ClientLoadConfig): Promise<ClientLoadResul
       stdout += chunk;
     });
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (chunk.includes(WINDOW_START)) onWindow('start');
+      if (chunk.includes(WINDOW_END)) onWindow('end');
       stderr = (stderr + chunk).slice(-5000);
     });
     child.once('error', reject);

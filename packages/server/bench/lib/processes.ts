@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { cpus } from 'node:os';
 
 /** Core of the measured server (and of single-process bench scripts). */
 export const SERVER_CPU = 0;
@@ -20,8 +20,9 @@ let pinning: Pinning | undefined;
 /** Pinning needs two cores and util-linux `taskset`; without them results are noisier, not wrong. */
 export function checkPinning(): Pinning {
   if (pinning) return pinning;
-  if (availableParallelism() < 2) {
-    pinning = { enabled: false, warning: `only ${availableParallelism()} CPU available: not pinning` };
+  // cpus(), not availableParallelism(): a bench script run pinned to one core still re-pins its children.
+  if (cpus().length < 2) {
+    pinning = { enabled: false, warning: `only ${cpus().length} CPU on this machine: not pinning` };
   } else {
     try {
       execFileSync('taskset', ['-c', String(LOAD_CPU), 'true'], { stdio: 'ignore' });

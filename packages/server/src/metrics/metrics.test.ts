@@ -10,7 +10,7 @@ import { PROBLEM_BASE } from '../http/problem.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
 import { createLogger } from '../logging/logger.ts';
 import type { Queryable } from '../storage/database.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
+import { createMetrics } from './metrics.ts';
 import { metricsRoutes, startMetricsServer } from './routes.ts';
 
 const backend = backends()[0] as NonNullable<ReturnType<typeof backends>[0]>;
