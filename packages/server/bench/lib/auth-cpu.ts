@@ -88,7 +88,12 @@ function groupOf(node: ProfileNode): string {
  * Self time per function and per group from a .cpuprofile, counting only samples taken between
  * fromUs and toUs (V8's clock: microseconds of CLOCK_MONOTONIC, as process.hrtime()).
  */
-export function summariseProfile(file: string, fromUs = 0, toUs = Number.POSITIVE_INFINITY, top = 15): ProfileSummary {
+export function summariseProfile(
+  file: string,
+  fromUs = 0,
+  toUs = Number.POSITIVE_INFINITY,
+  top = 15,
+): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<number, number>();
@@ -131,7 +136,12 @@ export function summariseProfile(file: string, fromUs = 0, toUs = Number.POSITIV
     functions: [...byFunction.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, top)
-      .map((entry) => ({ name: entry.name, where: entry.where, selfMs: ms(entry.us), shareOfBusy: share(entry.us) })),
+      .map((entry) => ({
+        name: entry.name,
+        where: entry.where,
+        selfMs: ms(entry.us),
+        shareOfBusy: share(entry.us),
+      })),
     groups: [...byGroup.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)

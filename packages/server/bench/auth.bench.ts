@@ -1,0 +1,616 @@
+// Gatehouse's account and token paths against PostgreSQL, each next to a floor measured in the
+// same run (method and results: docs/benchmarks.md):
+//   node bench/run.ts auth        (or: node bench/auth.bench.ts)   needs DATABASE_URL; REDIS_URL optional
+//
+// 1. Password logins: POST /v1/auth/login (autocannon, C connections) vs raw @node-rs/argon2
+//    verify() with the same parameters and C verifies in flight on the default libuv pool; then
+//    login latency at half the measured login rate (open loop, evenly spaced arrivals).
+// 2. Session-cookie validation: GET /v1/me with the gh_session cookie vs bare Fastify GET /healthz.
+// 3. Refresh-token rotation: N clients, each logging in once, then chaining POST /v1/auth/refresh
+//    with the refresh_token of the previous response; vs bare Fastify GET /healthz.
+//
+// Gatehouse (`bin/gatehouse.js start`, its own process) and the raw argon2 process run on core 0
+// (taskset -c 0); autocannon, the client load generator and this script on core 1. PostgreSQL
+// and Redis are not pinned: they run wherever the kernel puts them (reported as "other CPU on
+// core 0"). Targets alternate within every round; tables show medians over the rounds.
+//
+// Environment: BENCH_ROUNDS (5), BENCH_DURATION (4, seconds per round), BENCH_WARMUP (2),
+// BENCH_CONNECTIONS (50, GET routes), BENCH_LOGIN_CONCURRENCY (16), BENCH_REFRESH_CLIENTS (32),
+// BENCH_AUTH_PHASES (login,session,refresh), BENCH_PROFILE=1: extra rows that split the cost
+// (log level silent; /v1/me with a Bearer token; /v1/me/sessions) and a --cpu-prof summary of
+// the server per phase.
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { runRawArgon2 } from './lib/auth-argon2.ts';
+import { type ClientLoadResult, runClientLoad } from './lib/auth-client-load.ts';
+import { type ProfileSummary, summariseProfile, threadCpuSeconds, threadShares } from './lib/auth-cpu.ts';
+import {
+  createAdmin,
+  expectOk,
+  type GatehouseSetup,
+  gatehouseSetup,
+  login,
+  type Running,
+  startBare,
+  startGatehouse,
+} from './lib/auth-server.ts';
+import { type LoadResult, runLoad, runRequestLoad } from './lib/load.ts';
+import {
+  checkPinning,
+  coreBusySeconds,
+  cpuSeconds,
+  killAllChildren,
+  pinSelf,
+  SERVER_CPU,
+  waitForQuiet,
+} from './lib/processes.ts';
+import { formatTable, median } from './lib/stats.ts';
+
+const env = process.env;
+const number = (name: string, fallback: number) => {
+  const value = Number(env[name] ?? fallback);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+};
+const ROUNDS = Math.round(number('BENCH_ROUNDS', 5));
+const DURATION_S = number('BENCH_DURATION', 4);
+const WARMUP_S = number('BENCH_WARMUP', 2);
+const CONNECTIONS = Math.round(number('BENCH_CONNECTIONS', 50));
+const LOGIN_CONCURRENCY = Math.round(number('BENCH_LOGIN_CONCURRENCY', 16));
+const REFRESH_CLIENTS = Math.round(number('BENCH_REFRESH_CLIENTS', 32));
+const LATENCY_ROUNDS = 3;
+const LATENCY_DURATION_S = DURATION_S * 2;
+const PHASES = (env.BENCH_AUTH_PHASES ?? 'login,session,refresh').split(',').map((phase) => phase.trim());
+const PROFILE = ['1', 'true', 'yes'].includes(env.BENCH_PROFILE ?? '');
+const TARGETS = { loginShareOfRaw: 0.85, p99OverP50: 3, sessionShareOfBare: 0.7, refreshPerSecond: 2000 };
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+if (!env.DATABASE_URL) {
+  process.stdout.write(
+    'auth: skipped: set DATABASE_URL to a PostgreSQL database (e.g. postgres://postgres@127.0.0.1:5432/test)\n',
+  );
+  process.exit(0);
+}
+const DATABASE_URL = env.DATABASE_URL;
+const REDIS_URL = env.REDIS_URL || undefined;
+
+// bench/run.ts starts scripts on the server core; this one only orchestrates, so it moves to the
+// load core and leaves core 0 to the measured processes.
+const pinning = checkPinning();
+const machine = {
+  cpus: availableParallelism(),
+  cpuModel: cpus()[0]?.model,
+  memoryGb: Math.round(totalmem() / 2 ** 30),
+  kernel: release(),
+  node: process.version,
+  pinning: pinning.enabled ? 'server taskset -c 0, load generator taskset -c 1' : `off: ${pinning.warning}`,
+};
+pinSelf();
+
+// --- measuring one target for one round ----------------------------------------------------
+
+interface Measured {
+  perSecond: number;
+  latencyP50: number;
+  latencyP99: number;
+  failures: number;
+  /** Set by targets that measure their own CPU (the raw argon2 process). */
+  cpu?: number;
+  detail?: unknown;
+}
+
+interface Sample extends Measured {
+  /** Share of one core the measured process used (1 = saturated). */
+  serverCpu: number | null;
+  /** Share of core 0 busy with anything else: PostgreSQL, Redis, the kernel, other processes. */
+  otherCpuCore0: number | null;
+  /** Shares by thread group: MainThread (JS), libuv-worker (argon2), V8Worker (GC), ... */
+  threads: Record<string, number>;
+}
+
+type Window = (edge: 'start' | 'end') => void;
+
+interface Target {
+  name: string;
+  /** The measured server process, for its CPU time. */
+  process?: Running;
+  /** durationS: the warm-up passes WARMUP_S; rounds leave it to DURATION_S. */
+  run: (window: Window, durationS?: number) => Promise<Measured>;
+}
+
+interface Snapshot {
+  at: number;
+  cpu: number | null;
+  core: number | null;
+  threads: Record<string, number>;
+}
+
+function snapshot(pid: number | undefined): Snapshot {
+  return {
+    at: performance.now(),
+    cpu: pid === undefined ? null : cpuSeconds(pid),
+    core: coreBusySeconds(SERVER_CPU),
+    threads: pid === undefined ? {} : threadCpuSeconds(pid),
+  };
+}
+
+/** One round; CPU is read over the target's measured window (autocannon: its whole run). */
+async function measure(target: Target): Promise<Sample> {
+  const pid = target.process?.child.pid;
+  let start = snapshot(pid);
+  let end: Snapshot | undefined;
+  const result = await target.run((edge) => {
+    if (edge === 'start') start = snapshot(pid);
+    else end = snapshot(pid);
+  });
+  end ??= snapshot(pid);
+  const seconds = (end.at - start.at) / 1000;
+  const share = (a: number | null, b: number | null) =>
+    a === null || b === null ? null : Math.round(((b - a) / seconds) * 100) / 100;
+  const serverCpu = result.cpu ?? share(start.cpu, end.cpu);
+  const coreBusy = share(start.core, end.core);
+  return {
+    ...result,
+    serverCpu,
+    otherCpuCore0:
+      coreBusy === null || serverCpu === null
+        ? null
+        : Math.max(0, Math.round((coreBusy - serverCpu) * 100) / 100),
+    threads: pid === undefined ? {} : threadShares(start.threads, end.threads, seconds),
+  };
+}
+
+function fromAutocannon(result: LoadResult): Measured {
+  return {
+    perSecond: result.requestsPerSecond,
+    latencyP50: result.latencyP50,
+    latencyP99: result.latencyP99,
+    failures: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
+function fromClients(result: ClientLoadResult): Measured {
+  return {
+    perSecond: result.perSecond,
+    latencyP50: result.latencyP50,
+    latencyP99: result.latencyP99,
+    failures: result.failures,
+    detail: {
+      ok: result.ok,
+      failureKinds: result.failureKinds,
+      latencyP90: result.latencyP90,
+      latencyMax: result.latencyMax,
+    },
+  };
+}
+
+interface Row {
+  name: string;
+  samples: Sample[];
+  perSecond: number;
+  latencyP50: number;
+  latencyP99: number;
+  serverCpu: number | null;
+  otherCpuCore0: number | null;
+  threads: Record<string, number>;
+  failures: number;
+  /** perSecond over the phase's reference row (the floor). */
+  ratio: number | null;
+}
+
+function summarise(name: string, samples: Sample[], reference?: number): Row {
+  const known = (values: (number | null)[]) => values.filter((value): value is number => value !== null);
+  const orNull = (values: number[]) => (values.length > 0 ? median(values) : null);
+  const perSecond = median(samples.map((s) => s.perSecond));
+  const threadNames = new Set(samples.flatMap((s) => Object.keys(s.threads)));
+  return {
+    name,
+    samples,
+    perSecond,
+    latencyP50: median(samples.map((s) => s.latencyP50)),
+    latencyP99: median(samples.map((s) => s.latencyP99)),
+    serverCpu: orNull(known(samples.map((s) => s.serverCpu))),
+    otherCpuCore0: orNull(known(samples.map((s) => s.otherCpuCore0))),
+    threads: Object.fromEntries(
+      [...threadNames].map((thread) => [thread, median(samples.map((s) => s.threads[thread] ?? 0))]),
+    ),
+    failures: samples.reduce((sum, s) => sum + s.failures, 0),
+    ratio: reference === undefined ? null : Math.round((perSecond / reference) * 1000) / 1000,
+  };
+}
+
+/** Warm-up, then ROUNDS rounds with the targets in turn (ABAB...); the first target is the reference. */
+async function rounds(phase: string, targets: Target[]): Promise<Row[]> {
+  const quiet = await waitForQuiet(20);
+  log(`[auth] ${phase}: ${quiet.quiet ? 'cores quiet' : 'cores still busy'} after ${quiet.waitedS} s`);
+  for (const target of targets) await target.run(() => {}, WARMUP_S);
+  const samples = new Map<Target, Sample[]>(targets.map((target) => [target, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) {
+      const sample = await measure(target);
+      samples.get(target)?.push(sample);
+      log(
+        `[auth] ${phase} round ${round}/${ROUNDS} ${target.name.padEnd(34)} ${String(sample.perSecond).padStart(8)}/s` +
+          `  p50 ${sample.latencyP50} ms  p99 ${sample.latencyP99} ms  server CPU ${sample.serverCpu ?? '?'}` +
+          `  other on core 0 ${sample.otherCpuCore0 ?? '?'}${sample.failures ? `  FAILURES ${sample.failures}` : ''}`,
+      );
+    }
+  }
+  const reference = median((samples.get(targets[0] as Target) ?? []).map((s) => s.perSecond));
+  return targets.map((target, index) =>
+    summarise(target.name, samples.get(target) ?? [], index === 0 ? undefined : reference),
+  );
+}
+
+// --- the targets ---------------------------------------------------------------------------
+
+const PASSWORD = 'bench-password-long-enough-7Q';
+const USERS = {
+  login: { email: 'bench-login@example.com', password: PASSWORD },
+  session: { email: 'bench-session@example.com', password: PASSWORD },
+  refresh: { email: 'bench-refresh@example.com', password: PASSWORD },
+};
+const loginBody = JSON.stringify(USERS.login);
+const loadOptions = (connections: number, durationS = DURATION_S) => ({
+  connections,
+  pipelining: 1,
+  durationS,
+});
+
+const loginTarget = (name: string, server: Running): Target => ({
+  name,
+  process: server,
+  run: async (_window, durationS) =>
+    fromAutocannon(
+      await runRequestLoad(`${server.origin}/v1/auth/login`, loadOptions(LOGIN_CONCURRENCY, durationS), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: loginBody,
+      }),
+    ),
+});
+
+const rawArgon2Target: Target = {
+  name: `raw argon2id verify, ${LOGIN_CONCURRENCY} in flight`,
+  run: async (_window, durationS = DURATION_S) => {
+    const result = await runRawArgon2({ concurrency: LOGIN_CONCURRENCY, warmupS: 0.5, durationS });
+    return {
+      perSecond: result.perSecond,
+      latencyP50: Number.NaN,
+      latencyP99: Number.NaN,
+      failures: 0,
+      cpu: result.cpu,
+      detail: result,
+    };
+  },
+};
+
+const getTarget = (
+  name: string,
+  server: Running,
+  path: string,
+  headers: Record<string, string> = {},
+): Target => ({
+  name,
+  process: server,
+  run: async (_window, durationS) =>
+    fromAutocannon(
+      await runRequestLoad(`${server.origin}${path}`, loadOptions(CONNECTIONS, durationS), { headers }),
+    ),
+});
+
+const bareTarget = (bare: Running): Target => ({
+  name: 'bare Fastify GET /healthz',
+  process: bare,
+  run: async (_window, durationS) =>
+    fromAutocannon(await runLoad(`${bare.origin}/healthz`, loadOptions(CONNECTIONS, durationS))),
+});
+
+const refreshTarget = (name: string, server: Running): Target => ({
+  name,
+  process: server,
+  run: async (window, durationS = DURATION_S) =>
+    fromClients(
+      await runClientLoad(
+        {
+          mode: 'refresh',
+          origin: server.origin,
+          users: [USERS.refresh],
+          clients: REFRESH_CLIENTS,
+          warmupS: 1,
+          durationS,
+        },
+        window,
+      ),
+    ),
+});
+
+// --- phases --------------------------------------------------------------------------------
+
+interface LatencyResult {
+  ratePerSecond: number;
+  rounds: ClientLoadResult[];
+  latencyP50: number;
+  latencyP90: number;
+  latencyP99: number;
+  latencyMax: number;
+  p99OverP50: number;
+  failures: number;
+}
+
+async function loginPhase(gatehouse: Running, silent: Running | undefined) {
+  const targets = [rawArgon2Target, loginTarget('Gatehouse POST /v1/auth/login', gatehouse)];
+  if (silent) targets.push(loginTarget('Gatehouse, log silent', silent));
+  const rows = await rounds('logins', targets);
+  const loginRate = (rows[1] as Row).perSecond;
+
+  // Half the measured rate, open loop: requests due at evenly spaced instants whatever the
+  // server does (autocannon -R releases each connection's quota at the top of every second,
+  // which would measure a burst, not a rate).
+  const rate = Math.max(1, Math.round(loginRate / 2));
+  const latencyRounds: ClientLoadResult[] = [];
+  for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const result = await runClientLoad({
+      mode: 'login',
+      origin: gatehouse.origin,
+      users: [USERS.login],
+      rate,
+      warmupS: 1,
+      durationS: LATENCY_DURATION_S,
+    });
+    latencyRounds.push(result);
+    log(
+      `[auth] login latency round ${round}/${LATENCY_ROUNDS} at ${rate}/s: ${result.ok} ok  p50 ${result.latencyP50} ms` +
+        `  p90 ${result.latencyP90} ms  p99 ${result.latencyP99} ms  max ${result.latencyMax} ms` +
+        `${result.failures ? `  FAILURES ${result.failures} ${JSON.stringify(result.failureKinds)}` : ''}`,
+    );
+  }
+  const latency: LatencyResult = {
+    ratePerSecond: rate,
+    rounds: latencyRounds,
+    latencyP50: median(latencyRounds.map((r) => r.latencyP50)),
+    latencyP90: median(latencyRounds.map((r) => r.latencyP90)),
+    latencyP99: median(latencyRounds.map((r) => r.latencyP99)),
+    latencyMax: median(latencyRounds.map((r) => r.latencyMax)),
+    p99OverP50: 0,
+    failures: latencyRounds.reduce((sum, r) => sum + r.failures, 0),
+  };
+  latency.p99OverP50 = Math.round((latency.latencyP99 / latency.latencyP50) * 100) / 100;
+  return { rows, latency };
+}
+
+async function sessionPhase(bare: Running, gatehouse: Running, silent: Running | undefined) {
+  const { session, accessToken } = await login(gatehouse.origin, USERS.session.email, USERS.session.password);
+  const cookie = { cookie: `gh_session=${session}` };
+  const bearer = { authorization: `Bearer ${accessToken}` };
+  const sizes = {
+    me: await expectOk(`${gatehouse.origin}/v1/me`, cookie),
+    sessions: await expectOk(`${gatehouse.origin}/v1/me/sessions`, cookie),
+    meBearer: await expectOk(`${gatehouse.origin}/v1/me`, bearer),
+  };
+  const targets = [
+    bareTarget(bare),
+    getTarget('Gatehouse GET /v1/me, session cookie', gatehouse, '/v1/me', cookie),
+  ];
+  if (silent) {
+    targets.push(
+      getTarget('Gatehouse, log silent', silent, '/v1/me', cookie),
+      getTarget('GET /v1/me, Bearer access token', gatehouse, '/v1/me', bearer),
+      getTarget('GET /v1/me/sessions, session cookie', gatehouse, '/v1/me/sessions', cookie),
+    );
+  }
+  return { rows: await rounds('session', targets), bodyBytes: sizes };
+}
+
+async function refreshPhase(bare: Running, gatehouse: Running, silent: Running | undefined) {
+  const targets = [bareTarget(bare), refreshTarget('Gatehouse POST /v1/auth/refresh', gatehouse)];
+  if (silent) targets.push(refreshTarget('Gatehouse, log silent', silent));
+  const rows = await rounds('refresh', targets);
+  return { rows };
+}
+
+/** One extra Gatehouse under --cpu-prof, one round of the phase's load, the main thread's profile summarised. */
+async function profilePhase(
+  setup: GatehouseSetup,
+  phase: string,
+  makeTarget: (server: Running) => Target,
+): Promise<ProfileSummary> {
+  const dir = mkdtempSync(join(setup.env.GATEHOUSE_DATA_DIR ?? '/tmp', 'cpuprofile-'));
+  const server = await startGatehouse(setup, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  try {
+    const target = makeTarget(server);
+    await target.run(() => {}, WARMUP_S);
+    let from = 0;
+    let to = 0;
+    const micros = () => Number(process.hrtime.bigint() / 1000n);
+    from = micros();
+    await target.run((edge) => {
+      if (edge === 'start') from = micros();
+      else to = micros();
+    });
+    to ||= micros();
+    await server.stop();
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`${phase}: no CPU profile written`);
+    return summariseProfile(join(dir, file), from, to);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// --- output --------------------------------------------------------------------------------
+
+const pct = (value: number | null) => (value === null ? '' : `${Math.round(value * 100)}%`);
+const ratioText = (value: number | null) => (value === null ? 'reference' : `${(value * 100).toFixed(1)}%`);
+
+function table(rows: Row[], unit: string, latency = true): string {
+  return formatTable(
+    [
+      'target',
+      unit,
+      ...(latency ? ['p50 ms', 'p99 ms'] : []),
+      'of reference',
+      'server CPU',
+      'main thread',
+      'libuv pool',
+      'other CPU core 0',
+      'failures',
+    ],
+    rows.map((row) => [
+      row.name,
+      row.perSecond,
+      ...(latency
+        ? [
+            Number.isNaN(row.latencyP50) ? '' : row.latencyP50,
+            Number.isNaN(row.latencyP99) ? '' : row.latencyP99,
+          ]
+        : []),
+      ratioText(row.ratio),
+      pct(row.serverCpu),
+      pct(row.threads.MainThread ?? null),
+      pct(row.threads['libuv-worker'] ?? null),
+      pct(row.otherCpuCore0),
+      row.failures,
+    ]),
+  );
+}
+
+function profileText(name: string, summary: ProfileSummary): string {
+  return [
+    `CPU profile, ${name}: main thread ${summary.totalMs} ms sampled, ${summary.idleMs} ms idle`,
+    formatTable(
+      ['group', 'self ms', 'of busy'],
+      summary.groups.map((group) => [group.group, group.selfMs, `${group.shareOfBusy}%`]),
+    ),
+    formatTable(
+      ['function', 'where', 'self ms', 'of busy'],
+      summary.functions.map((fn) => [fn.name, fn.where, fn.selfMs, `${fn.shareOfBusy}%`]),
+    ),
+  ].join('\n');
+}
+
+// --- main ----------------------------------------------------------------------------------
+
+const startedAt = new Date();
+const stops: (() => Promise<void>)[] = [];
+const results: Record<string, unknown> = {};
+const output: string[] = [];
+let failed = false;
+const setup = gatehouseSetup(DATABASE_URL, REDIS_URL);
+try {
+  log(`[auth] schema ${setup.schema}; creating users`);
+  // The first call migrates the fresh schema; the others may then run side by side.
+  await createAdmin(setup, USERS.login.email, USERS.login.password);
+  await Promise.all([
+    createAdmin(setup, USERS.session.email, USERS.session.password),
+    createAdmin(setup, USERS.refresh.email, USERS.refresh.password),
+  ]);
+  const bare = await startBare();
+  stops.push(bare.stop);
+  const gatehouse = await startGatehouse(setup);
+  stops.push(gatehouse.stop);
+  let silent: Running | undefined;
+  if (PROFILE) {
+    silent = await startGatehouse(setup, { logLevel: 'silent' });
+    stops.push(silent.stop);
+  }
+  const header =
+    `Gatehouse auth paths against PostgreSQL${REDIS_URL ? ' + Redis' : ' (state store in memory)'}; ` +
+    `${machine.cpuModel ?? 'unknown CPU'}, ${machine.cpus} CPUs, Node ${machine.node}, load ${loadavg()[0]?.toFixed(1)}; ` +
+    `${machine.pinning}\nmedians of ${ROUNDS} rounds x ${DURATION_S} s (warm-up ${WARMUP_S} s)`;
+  output.push(header);
+
+  if (PHASES.includes('login')) {
+    const { rows, latency } = await loginPhase(gatehouse, silent);
+    const share = (rows[1] as Row).ratio ?? 0;
+    results.logins = { rows, latency, concurrency: LOGIN_CONCURRENCY };
+    output.push(
+      `\nPassword logins (${LOGIN_CONCURRENCY} concurrent; argon2id m=19456 t=2 p=1; libuv pool 4)\n${table(rows, 'per s')}\n` +
+        `logins / raw verifies = ${(share * 100).toFixed(1)}% (target >= ${TARGETS.loginShareOfRaw * 100}%): ${share >= TARGETS.loginShareOfRaw ? 'met' : 'NOT met'}\n` +
+        `at half load (${latency.ratePerSecond}/s, open loop, medians of ${LATENCY_ROUNDS} x ${LATENCY_DURATION_S} s): ` +
+        `p50 ${latency.latencyP50} ms, p90 ${latency.latencyP90} ms, p99 ${latency.latencyP99} ms, max ${latency.latencyMax} ms; ` +
+        `p99 / p50 = ${latency.p99OverP50} (target <= ${TARGETS.p99OverP50}): ${latency.p99OverP50 <= TARGETS.p99OverP50 ? 'met' : 'NOT met'}` +
+        `${latency.failures ? `; FAILURES ${latency.failures}` : ''}`,
+    );
+    if (rows.some((row) => row.failures) || latency.failures) failed = true;
+  }
+  if (PHASES.includes('session')) {
+    const { rows, bodyBytes } = await sessionPhase(bare, gatehouse, silent);
+    const share = (rows[1] as Row).ratio ?? 0;
+    results.session = { rows, bodyBytes, connections: CONNECTIONS };
+    output.push(
+      `\nSession-cookie validation (${CONNECTIONS} connections; response bytes ${JSON.stringify(bodyBytes)})\n${table(rows, 'req/s')}\n` +
+        `GET /v1/me / bare = ${(share * 100).toFixed(1)}% (target >= ${TARGETS.sessionShareOfBare * 100}%): ${share >= TARGETS.sessionShareOfBare ? 'met' : 'NOT met'}`,
+    );
+    if (rows.some((row) => row.failures)) failed = true;
+  }
+  if (PHASES.includes('refresh')) {
+    const { rows } = await refreshPhase(bare, gatehouse, silent);
+    const rate = (rows[1] as Row).perSecond;
+    results.refresh = { rows, clients: REFRESH_CLIENTS };
+    output.push(
+      `\nRefresh-token rotation (${REFRESH_CLIENTS} chained clients, one connection each; bare: ${CONNECTIONS} connections)\n${table(rows, 'per s')}\n` +
+        `rotations: ${rate}/s (target >= ${TARGETS.refreshPerSecond}/s): ${rate >= TARGETS.refreshPerSecond ? 'met' : 'NOT met'}; ` +
+        `${(((rows[1] as Row).ratio ?? 0) * 100).toFixed(1)}% of bare`,
+    );
+    if (rows.some((row) => row.failures)) failed = true;
+  }
+  if (PROFILE) {
+    const profiles: Record<string, ProfileSummary> = {};
+    if (PHASES.includes('login'))
+      profiles.login = await profilePhase(setup, 'login', (s) => loginTarget('login', s));
+    if (PHASES.includes('session')) {
+      const { session } = await login(gatehouse.origin, USERS.session.email, USERS.session.password);
+      profiles.session = await profilePhase(setup, 'session', (s) =>
+        getTarget('me', s, '/v1/me', { cookie: `gh_session=${session}` }),
+      );
+    }
+    if (PHASES.includes('refresh'))
+      profiles.refresh = await profilePhase(setup, 'refresh', (s) => refreshTarget('refresh', s));
+    results.profiles = profiles;
+    for (const [name, summary] of Object.entries(profiles)) output.push(`\n${profileText(name, summary)}`);
+  }
+} catch (error) {
+  failed = true;
+  log(`[auth] failed: ${(error as Error).stack ?? error}`);
+} finally {
+  for (const stop of stops.reverse()) await stop().catch(() => {});
+  await setup
+    .destroy()
+    .catch((error: Error) => log(`WARNING: could not drop schema ${setup.schema}: ${error.message}`));
+  killAllChildren();
+}
+
+process.stdout.write(`${output.join('\n')}\n`);
+if (env.BENCH_RESULTS_JSON) {
+  writeFileSync(
+    env.BENCH_RESULTS_JSON,
+    `${JSON.stringify(
+      {
+        suite: 'auth',
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        options: {
+          ROUNDS,
+          DURATION_S,
+          WARMUP_S,
+          CONNECTIONS,
+          LOGIN_CONCURRENCY,
+          REFRESH_CLIENTS,
+          PHASES,
+          PROFILE,
+        },
+        backend: { database: 'PostgreSQL', state: REDIS_URL ? 'Redis' : 'memory' },
+        machine,
+        targets: TARGETS,
+        ...results,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+}
+process.exitCode = failed ? 1 : 0;
