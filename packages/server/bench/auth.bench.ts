@@ -16,11 +16,12 @@
 //
 // Environment: BENCH_ROUNDS (5), BENCH_DURATION (4, seconds per round), BENCH_WARMUP (2),
 // BENCH_CONNECTIONS (50, GET routes), BENCH_LOGIN_CONCURRENCY (16), BENCH_REFRESH_CLIENTS (32),
-// BENCH_AUTH_PHASES (login,session,refresh), BENCH_PROFILE=1: extra rows that split the cost
-// (log level silent; /v1/me with a Bearer token; /v1/me/sessions) and a --cpu-prof summary of
-// the server per phase.
+// BENCH_AUTH_PHASES (login,session,refresh); BENCH_PROFILE=1: extra rows that split the cost
+// (log level silent; /v1/me with a Bearer token; /v1/me/sessions); BENCH_CPU_PROF=1: after the
+// rounds, one more Gatehouse per phase under --cpu-prof and a summary of where its main thread's
+// time goes (profiling slows the server: those figures are not results).
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runRawArgon2 } from './lib/auth-argon2.ts';
 import { type ClientLoadResult, runClientLoad } from './lib/auth-client-load.ts';
@@ -62,7 +63,9 @@ const REFRESH_CLIENTS = Math.round(number('BENCH_REFRESH_CLIENTS', 32));
 const LATENCY_ROUNDS = 3;
 const LATENCY_DURATION_S = DURATION_S * 2;
 const PHASES = (env.BENCH_AUTH_PHASES ?? 'login,session,refresh').split(',').map((phase) => phase.trim());
-const PROFILE = ['1', 'true', 'yes'].includes(env.BENCH_PROFILE ?? '');
+const truthy = (value: string | undefined) => ['1', 'true', 'yes'].includes(value ?? '');
+const PROFILE = truthy(env.BENCH_PROFILE);
+const CPU_PROF = truthy(env.BENCH_CPU_PROF);
 const TARGETS = { loginShareOfRaw: 0.85, p99OverP50: 3, sessionShareOfBare: 0.7, refreshPerSecond: 2000 };
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -80,7 +83,7 @@ const REDIS_URL = env.REDIS_URL || undefined;
 // load core and leaves core 0 to the measured processes.
 const pinning = checkPinning();
 const machine = {
-  cpus: availableParallelism(),
+  cpus: cpus().length,
   cpuModel: cpus()[0]?.model,
   memoryGb: Math.round(totalmem() / 2 ** 30),
   kernel: release(),
@@ -558,7 +561,7 @@ try {
     );
     if (rows.some((row) => row.failures)) failed = true;
   }
-  if (PROFILE) {
+  if (CPU_PROF) {
     const profiles: Record<string, ProfileSummary> = {};
     if (PHASES.includes('login'))
       profiles.login = await profilePhase(setup, 'login', (s) => loginTarget('login', s));
@@ -602,6 +605,7 @@ if (env.BENCH_RESULTS_JSON) {
           REFRESH_CLIENTS,
           PHASES,
           PROFILE,
+          CPU_PROF,
         },
         backend: { database: 'PostgreSQL', state: REDIS_URL ? 'Redis' : 'memory' },
         machine,

@@ -6,6 +6,7 @@ import { type MasterSecret, resolveMasterSecret } from './config/master-secret.t
 import { healthRoutes } from './health/routes.ts';
 import { registerCsrfProtection } from './http/csrf.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
+import { accountPages } from './identity/account-pages.ts';
 import { adminUserRoutes } from './identity/admin-routes.ts';
 import { accountRoutes } from './identity/routes.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
@@ -84,6 +85,7 @@ async function registerRoutes(server: HttpServer, context: AppContext, services:
     requireAuthentication: authorization.requireAuthentication,
     describeAccess: (userId) => services.authz.getUserAuthz(userId),
   });
+  await server.register(accountPages, { identity: services.identity });
   await server.register(sessionRoutes, {
     sessions: services.sessions,
     audit: services.audit,

@@ -110,7 +110,7 @@ export function createServices(ctx: AppContext): Services {
     db,
     hasher,
     policy,
-    mail: accountMail(mailer, config.publicUrl),
+    mail: accountMail(mailer),
     audit,
     throttle,
     policies: accountPolicies(config.loginMaxFailures, config.loginLockSeconds),

@@ -50,10 +50,29 @@ describe('operations', () => {
         if (!backend.databaseUrl) assert.match(server.output(), /master secret: generated into/);
         assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
         assert.equal((await fetch(`${server.url}/docs/`)).status, 200);
+        assert.match(server.output(), /No administrator exists yet[\s\S]*gatehouse admin create --email/);
+        const email = `keep-${Date.now()}@example.com`;
+        const registered = await fetch(`${server.url}/v1/auth/register`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ email, password: 'a passphrase that survives restarts' }),
+        });
+        assert.equal(registered.status, 202);
         assert.equal(await server.stop('SIGTERM'), 0);
+
+        const admin = await runCli(['admin', 'create', '--email', `admin-${email}`], env);
+        assert.equal(admin.code, 0, admin.stderr);
+        assert.match(admin.stdout, /Password \(shown once, store it now\): \S{20,}/);
 
         server = await startServerProcess(env);
         if (!backend.databaseUrl) assert.match(server.output(), /master secret: read from/);
+        assert.doesNotMatch(server.output(), /No administrator exists yet/);
+        const login = await fetch(`${server.url}/v1/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ email, password: 'a passphrase that survives restarts' }),
+        });
+        assert.equal(login.status, 200, 'the account made before the restart still logs in');
         assert.equal(await server.stop('SIGINT'), 0);
         const migrate = await runCli(['migrate'], env);
         assert.equal(migrate.code, 0, migrate.stderr);

@@ -9,22 +9,15 @@ import type { AccountMail } from './identity-service.ts';
 
 const APP_NAME = 'Gatehouse';
 
-/** Renders the account mails and hands them to the configured mailer (SMTP or the dev outbox). */
-export function accountMail(mailer: Mailer, publicUrl: string): AccountMail {
-  const resetPage = `${publicUrl}/account/reset-password`;
+/**
+ * Renders the account mails and hands them to the configured mailer (SMTP or the dev outbox).
+ * Links carry a single-use token and open the pages of src/identity/account-pages.ts.
+ */
+export function accountMail(mailer: Mailer): AccountMail {
   return {
     verifyEmail: (to, link) => mailer.send({ to, ...verificationMail({ link, appName: APP_NAME }) }),
     resetPassword: (to, link) => mailer.send({ to, ...passwordResetMail({ link, appName: APP_NAME }) }),
-    accountExists: (to) =>
-      mailer.send({
-        to,
-        ...registrationAttemptMail({
-          appName: APP_NAME,
-          loginLink: `${publicUrl}/account/login`,
-          resetLink: resetPage,
-        }),
-      }),
-    passwordChanged: (to) =>
-      mailer.send({ to, ...passwordChangedMail({ appName: APP_NAME, resetLink: resetPage }) }),
+    accountExists: (to) => mailer.send({ to, ...registrationAttemptMail({ appName: APP_NAME }) }),
+    passwordChanged: (to) => mailer.send({ to, ...passwordChangedMail({ appName: APP_NAME }) }),
   };
 }

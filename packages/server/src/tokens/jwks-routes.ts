@@ -38,6 +38,9 @@ export const jwksRoutes: FastifyPluginAsync<JwksRoutesOptions> = async (server, 
     async (_request, reply) => {
       const jwks = await keys.jwks();
       reply.header('cache-control', `public, max-age=${keys.jwksCacheSeconds}`);
+      // Public keys are public: browser-side verifiers on any origin may read them.
+      reply.header('access-control-allow-origin', '*');
+      reply.header('cross-origin-resource-policy', 'cross-origin');
       return jwks;
     },
   );

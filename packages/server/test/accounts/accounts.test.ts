@@ -567,3 +567,69 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('the pages behind the emailed links', () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startTestGatehouse(backends()[0] as NonNullable<ReturnType<typeof backends>[0]>);
+  });
+  after(() => gh.destroy());
+
+  const form = (url: string, fields: Record<string, string>) =>
+    gh.server.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: gh.config.publicUrl },
+      payload: new URLSearchParams(fields).toString(),
+    });
+
+  it('a verification link shows a form; only the POST consumes the token', async () => {
+    const email = uniqueEmail('page');
+    await call(gh, client('198.51.100.90'), 'POST', '/v1/auth/register', {
+      email,
+      password: STRONG_PASSWORD,
+    });
+    await settle(gh);
+    const { token } = await lastMail(gh, email);
+    const shown = await gh.server.inject({ method: 'GET', url: `/account/verify-email?token=${token}` });
+    assert.equal(shown.statusCode, 200);
+    assert.match(String(shown.headers['content-type']), /text\/html/);
+    assert.match(shown.body, /<form method="post" action="\/account\/verify-email">/);
+    const { rows: before } = await gh.db.query<{ email_verified: boolean }>(
+      'SELECT email_verified FROM users WHERE email = $1',
+      [email],
+    );
+    assert.equal(before[0]?.email_verified, false, 'a GET (a mail scanner) changes nothing');
+    const done = await form('/account/verify-email', { token: token as string });
+    assert.equal(done.statusCode, 200);
+    assert.match(done.body, /Email address confirmed/);
+    const again = await form('/account/verify-email', { token: token as string });
+    assert.equal(again.statusCode, 400);
+    const injected = await gh.server.inject({
+      method: 'GET',
+      url: '/account/verify-email?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E',
+    });
+    assert.doesNotMatch(injected.body, /<script>/);
+  });
+
+  it('a reset link sets a new password through a plain form, with policy messages on failure', async () => {
+    const user = await createUser(gh);
+    await call(gh, client('198.51.100.91'), 'POST', '/v1/auth/password-reset/request', { email: user.email });
+    await settle(gh);
+    const { token } = await lastMail(gh, user.email);
+    const weak = await form('/account/reset-password', { token: token as string, newPassword: 'short' });
+    assert.equal(weak.statusCode, 400);
+    assert.match(weak.body, /role="alert"/);
+    const ok = await form('/account/reset-password', { token: token as string, newPassword: OTHER_PASSWORD });
+    assert.equal(ok.statusCode, 200);
+    assert.match(ok.body, /Password changed/);
+    await login(gh, client('198.51.100.92'), user.email, OTHER_PASSWORD);
+    const crossSite = await gh.server.inject({
+      method: 'POST',
+      url: '/account/reset-password',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      payload: 'token=x&newPassword=y',
+    });
+    assert.equal(crossSite.statusCode, 403);
+  });
+});

@@ -240,6 +240,7 @@ for (const backend of backends()) {
       const before = await login(gh, client(), user.email, user.password);
       const jwks = await call(gh, client(), 'GET', '/.well-known/jwks.json');
       assert.match(String(jwks.headers['cache-control']), /max-age=\d+/);
+      assert.equal(jwks.headers['access-control-allow-origin'], '*');
       const oldKid = JSON.parse(
         Buffer.from(before.access_token.split('.')[0] as string, 'base64url').toString(),
       ).kid;
