@@ -7,7 +7,7 @@
 // Options (flags, or environment variables since `npm run bench -- ...` swallows flags):
 //   --rounds N / BENCH_ROUNDS (5)   --duration S / BENCH_DURATION (5)   --warmup S / BENCH_WARMUP (2)
 //   --connections N / BENCH_CONNECTIONS (50)   --profile / BENCH_PROFILE=1 (extra rows that split the cost)
-//   --quiet-wait S / BENCH_QUIET_WAIT (60): longest total wait for a busy machine to calm down before rounds
+//   --quiet-wait S / BENCH_QUIET_WAIT (45): longest total wait for a busy machine to calm down before rounds
 //   --cpu-prof / BENCH_CPU_PROF=1: V8 CPU profiles of the Gatehouse processes into .bench/profiles/
 //     (profiling slows the server: such a run is for finding costs, its figures are not results)
 // Results: a table on stdout, progress on stderr, JSON in .bench/results-<suite>.json.
@@ -69,7 +69,7 @@ const httpOptions: HttpSuiteOptions = {
   connections: Math.round(positive(values.connections, process.env.BENCH_CONNECTIONS, 50, 'connections')),
   pipelining: 1,
   idleS: 5,
-  quietBudgetS: positive(values['quiet-wait'], process.env.BENCH_QUIET_WAIT, 60, 'quiet-wait'),
+  quietBudgetS: positive(values['quiet-wait'], process.env.BENCH_QUIET_WAIT, 45, 'quiet-wait'),
   ...(values['cpu-prof'] === true || truthy(process.env.BENCH_CPU_PROF)
     ? { cpuProfileDir: join(RESULTS_DIR, 'profiles') }
     : {}),

@@ -15,7 +15,7 @@ import { createServices, type Services } from './services.ts';
 import { sessionRoutes } from './sessions/routes.ts';
 import { createStateStore } from './state/index.ts';
 import type { StateStore } from './state/state-store.ts';
-import { type Database, openDatabase } from './storage/index.ts';
+import { type Database, openConfiguredDatabase } from './storage/index.ts';
 import { migrate } from './storage/migrate.ts';
 import { jwksRoutes } from './tokens/jwks-routes.ts';
 import { revocationRoutes } from './tokens/revocation-routes.ts';
@@ -46,11 +46,7 @@ export interface CreateOptions {
 export async function openContext(config: Config, options: CreateOptions = {}): Promise<AppContext> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const masterSecret = resolveMasterSecret(config.secret, config.dataDir);
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: options.inMemoryDatabase ? null : config.dataDir,
-    ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
-  });
+  const db = await openConfiguredDatabase(config, { inMemory: options.inMemoryDatabase ?? false });
   try {
     await migrate(db);
     return { config, logger, db, state: createStateStore(config.redisUrl), masterSecret };

@@ -2,6 +2,7 @@ import { DependencyUnavailableError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Queryable } from '../storage/database.ts';
+import { isUuid } from '../storage/ids.ts';
 import type { AuditEvent, AuditLog } from './audit-log.ts';
 import { AuditStore, type NewAuditRow } from './audit-store.ts';
 
@@ -24,7 +25,6 @@ export const REDACTED = '[redacted]';
 export const MAX_USER_AGENT_LENGTH = 512;
 const MAX_STRING_LENGTH = 2000;
 const MAX_DEPTH = 8;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // Key words whose values are treated as secrets wherever they appear in a key (any casing or separator).
 const SECRET_FRAGMENTS = [
@@ -143,7 +143,7 @@ export function toAuditRow(event: AuditEvent, occurredAt = new Date()): NewAudit
   // Columns are uuid; anything else (a client id, a malformed value) goes to details instead of failing the batch.
   const id = (value: string | null | undefined, name: string): string | null => {
     if (value === null || value === undefined || value === '') return null;
-    if (UUID.test(value)) return value.toLowerCase();
+    if (isUuid(value)) return value.toLowerCase();
     details[`${name}_ref`] = scrubString(String(value).slice(0, 200));
     return null;
   };

@@ -1,6 +1,7 @@
 import type { AuditEvent, AuditLog, RequestMeta } from '../audit/audit-log.ts';
 import { DomainError, type FieldProblem } from '../errors.ts';
 import type { Database } from '../storage/database.ts';
+import { isUuid } from '../storage/ids.ts';
 import {
   deleteRolePermissionsExcept,
   deleteRoleRow,
@@ -78,7 +79,6 @@ export interface AuthzServiceOptions {
 export const ROLE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
 export const MAX_ROLE_DESCRIPTION_LENGTH = 500;
 export const MAX_ROLE_PERMISSIONS = 256;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The one role whose permissions are fixed: it is how an operator always gets back in. */
 const ADMIN_ROLE = 'admin';
 
@@ -157,7 +157,7 @@ export class AuthzService {
 
   /** A user's role names and effective permissions (union over roles), both sorted; one query. */
   async getUserAuthz(userId: string): Promise<UserAuthz> {
-    if (!UUID.test(userId)) return { roles: [], permissions: [] };
+    if (!isUuid(userId)) return { roles: [], permissions: [] };
     return selectUserAuthz(this.db, userId);
   }
 
@@ -292,7 +292,7 @@ export class AuthzService {
 
   /** The user's role grants and effective permissions (404 for an unknown user, unlike getUserAuthz). */
   async getUserRoles(userId: string): Promise<UserRoles> {
-    if (!UUID.test(userId)) throw notFoundUser();
+    if (!isUuid(userId)) throw notFoundUser();
     const [exists, grants, authz] = await Promise.all([
       userExists(this.db, userId),
       selectUserGrants(this.db, userId),
@@ -309,7 +309,7 @@ export class AuthzService {
     actorId: string | null,
     meta?: RequestMeta,
   ): Promise<boolean> {
-    if (!UUID.test(userId)) throw notFoundUser();
+    if (!isUuid(userId)) throw notFoundUser();
     const granted = await this.db.transaction(async (tx) => {
       if (!(await userExists(tx, userId))) throw notFoundUser();
       const roleId = (await selectRoleIds(tx, [roleName])).get(roleName);
@@ -328,7 +328,7 @@ export class AuthzService {
     actorId: string | null,
     meta?: RequestMeta,
   ): Promise<void> {
-    if (!UUID.test(userId)) throw notFoundUser();
+    if (!isUuid(userId)) throw notFoundUser();
     await this.db.transaction(async (tx) => {
       if (!(await userExists(tx, userId))) throw notFoundUser();
       const roleId = (await selectRoleIds(tx, [roleName])).get(roleName);
@@ -349,7 +349,7 @@ export class AuthzService {
     actorId: string | null,
     meta?: RequestMeta,
   ): Promise<{ added: string[]; removed: string[] }> {
-    if (!UUID.test(userId)) throw notFoundUser();
+    if (!isUuid(userId)) throw notFoundUser();
     const names = uniqueSorted(roleNames);
     const { added, removed } = await this.db.transaction(async (tx) => {
       // Locks the user row: two concurrent replacements must not interleave into a union.

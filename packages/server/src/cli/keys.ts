@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.ts';
 import { resolveMasterSecret } from '../config/master-secret.ts';
 import { StartupError } from '../errors.ts';
-import { openDatabase } from '../storage/index.ts';
+import { openConfiguredDatabase } from '../storage/index.ts';
 import { migrate } from '../storage/migrate.ts';
 import { SIGNING_ALGS, type SigningAlg } from '../tokens/jwt.ts';
 import { createSigningKeys, defaultUse, type KeyUse, type SigningKeyRow } from '../tokens/signing-keys.ts';
@@ -72,11 +72,7 @@ export const keysCommand: Command = {
 
     const config = loadConfig();
     const masterSecret = resolveMasterSecret(config.secret, config.dataDir);
-    const db = await openDatabase({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
-    });
+    const db = await openConfiguredDatabase(config);
     try {
       await migrate(db);
       const keys = createSigningKeys({ config, db, masterSecret });

@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/config.ts';
 import { listOutbox, MAX_OUTBOX_LIMIT } from '../mail/outbox-store.ts';
-import { openDatabase } from '../storage/index.ts';
+import { openConfiguredDatabase } from '../storage/index.ts';
 import type { Command } from './commands.ts';
 
 const USAGE = `gatehouse mail [--to EMAIL] [--limit N]
@@ -49,11 +49,7 @@ export const mailCommand: Command = {
       return 2;
     }
     const config = loadConfig();
-    const db = await openDatabase({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
-    });
+    const db = await openConfiguredDatabase(config);
     try {
       const { rows } = await db.query<{ exists: boolean }>(
         `SELECT to_regclass('mail_outbox') IS NOT NULL AS exists`,

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/config.ts';
-import { openDatabase } from '../storage/index.ts';
+import { openConfiguredDatabase } from '../storage/index.ts';
 import { loadMigrations, migrate } from '../storage/migrate.ts';
 import type { Command } from './commands.ts';
 
@@ -9,11 +9,7 @@ export const migrateCommand: Command = {
   usage: 'gatehouse migrate',
   async run() {
     const config = loadConfig();
-    const db = await openDatabase({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
-    });
+    const db = await openConfiguredDatabase(config);
     try {
       const applied = await migrate(db);
       const total = loadMigrations().length;

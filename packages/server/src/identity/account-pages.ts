@@ -25,10 +25,17 @@ function page(reply: FastifyReply, status: number, title: string, body: string):
 
 const TokenQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 256 })) });
 
-function problemText(error: unknown): string | null {
-  if (!(error instanceof DomainError)) return null;
+/** Renders a refused action (bad link, weak password, throttled) as a page; anything else propagates. */
+function refusalPage(
+  reply: FastifyReply,
+  error: unknown,
+  title: string,
+  render: (message: string) => string,
+): FastifyReply {
+  if (!(error instanceof DomainError)) throw error;
   const fields = (error.extensions.errors as { detail: string }[] | undefined)?.map((f) => f.detail) ?? [];
-  return [...new Set([error.detail ?? '', ...fields].filter(Boolean))].join(' ');
+  const message = [...new Set([error.detail ?? '', ...fields].filter(Boolean))].join(' ');
+  return page(reply, error.kind === 'rate-limited' ? 429 : 400, title, render(message));
 }
 
 export const accountPages: FastifyPluginAsync<{ identity: IdentityService }> = async (
@@ -67,13 +74,11 @@ export const accountPages: FastifyPluginAsync<{ identity: IdentityService }> = a
           '<p>Thank you. You can close this page and sign in.</p>',
         );
       } catch (error) {
-        const text = problemText(error);
-        if (!text) throw error;
-        return page(
+        return refusalPage(
           reply,
-          error instanceof DomainError && error.kind === 'rate-limited' ? 429 : 400,
+          error,
           'This link cannot be used',
-          `<p>${escapeHtml(text)}</p>`,
+          (message) => `<p>${escapeHtml(message)}</p>`,
         );
       }
     },
@@ -111,13 +116,8 @@ export const accountPages: FastifyPluginAsync<{ identity: IdentityService }> = a
           '<p>Your password is changed and every session was signed out. Sign in with the new password.</p>',
         );
       } catch (error) {
-        const text = problemText(error);
-        if (!text) throw error;
-        return page(
-          reply,
-          error instanceof DomainError && error.kind === 'rate-limited' ? 429 : 400,
-          'Choose a new password',
-          resetForm(body.token, text),
+        return refusalPage(reply, error, 'Choose a new password', (message) =>
+          resetForm(body.token, message),
         );
       }
     },

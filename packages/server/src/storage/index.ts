@@ -24,3 +24,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   return PgliteDatabase.open(options.dataDir);
 }
+
+/** The database the configuration names (the CLI and the server open it the same way). */
+export function openConfiguredDatabase(
+  config: { databaseUrl: string | undefined; dataDir: string; databaseSchema: string | undefined },
+  options: { inMemory?: boolean } = {},
+): Promise<Database> {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: options.inMemory ? null : config.dataDir,
+    ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
+  });
+}

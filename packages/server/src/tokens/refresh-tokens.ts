@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AuditEvent, AuditLog, RequestMeta } from '../audit/audit-log.ts';
 import type { Database, Queryable } from '../storage/database.ts';
+import { isUuid } from '../storage/ids.ts';
 import {
   deleteExpiredFamilies,
   type FamilyRow,
@@ -22,7 +23,6 @@ import {
 /** Lets secret scanners and people recognise a leaked Gatehouse refresh token. */
 export const REFRESH_TOKEN_PREFIX = 'ghr_';
 const TOKEN_PATTERN = /^ghr_[A-Za-z0-9_-]{43}$/;
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The revocation reason used when a consumed token comes back. */
 export const REUSE_REVOCATION_REASON = 'reuse_detected';
@@ -229,7 +229,7 @@ export class RefreshTokenService {
 
   /** Revokes one family. True when this call revoked it, false when it was already revoked or unknown. */
   async revokeFamily(familyId: string, reason: string, meta?: RequestMeta): Promise<boolean> {
-    if (!UUID_PATTERN.test(familyId)) return false;
+    if (!isUuid(familyId)) return false;
     const revoked = await revokeFamilyById(this.#db, familyId, reason, new Date(this.#now()));
     await this.#announce(revoked, reason, meta);
     return revoked.length > 0;
@@ -237,7 +237,7 @@ export class RefreshTokenService {
 
   /** Revokes every family started from a session (sign-out, session revoked). Returns how many it revoked. */
   async revokeFamiliesForSession(sessionId: string, reason: string, meta?: RequestMeta): Promise<number> {
-    if (!UUID_PATTERN.test(sessionId)) return 0;
+    if (!isUuid(sessionId)) return 0;
     const revoked = await revokeFamiliesBySession(this.#db, sessionId, reason, new Date(this.#now()));
     await this.#announce(revoked, reason, meta);
     return revoked.length;
@@ -245,7 +245,7 @@ export class RefreshTokenService {
 
   /** Revokes every family of a user (password change, disable, sign out everywhere). */
   async revokeAllForUser(userId: string, reason: string, meta?: RequestMeta): Promise<number> {
-    if (!UUID_PATTERN.test(userId)) return 0;
+    if (!isUuid(userId)) return 0;
     const revoked = await revokeFamiliesByUser(this.#db, userId, reason, new Date(this.#now()));
     await this.#announce(revoked, reason, meta);
     return revoked.length;

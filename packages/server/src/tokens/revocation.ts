@@ -9,6 +9,7 @@
 import type { AuditLog, RequestMeta } from '../audit/audit-log.ts';
 import type { StateStore } from '../state/state-store.ts';
 import type { Database } from '../storage/database.ts';
+import { isUuid } from '../storage/ids.ts';
 import {
   deleteExpired,
   type EventRow,
@@ -29,7 +30,6 @@ export const REVOCATION_CHANNEL = 'revocations';
 /** State-store key prefix of the denylist mirror (value '1', expires with the token). */
 export const REVOKED_JTI_KEY_PREFIX = 'revoked:jti:';
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const CATCH_UP_PAGE = 1000;
 
 /** What the feed and pub/sub carry. `token`: that jti is revoked until `exp`. `user`: tokens of `sub` with `ver` below this `ver` are revoked. */
@@ -180,7 +180,7 @@ export class RevocationService {
     meta?: RequestMeta;
   }): Promise<boolean> {
     const { jti, expiresAt } = input;
-    const userId = input.userId && UUID_PATTERN.test(input.userId) ? input.userId : null;
+    const userId = input.userId && isUuid(input.userId) ? input.userId : null;
     const nowMs = this.#now();
     const ttlMs = Math.ceil(expiresAt * 1000 - nowMs);
     if (ttlMs <= 0) return false;
@@ -232,7 +232,7 @@ export class RevocationService {
 
   /** The version to put in a new token's `ver`, read from the database (authoritative). */
   async currentVersion(userId: string): Promise<number> {
-    if (!UUID_PATTERN.test(userId)) return 0;
+    if (!isUuid(userId)) return 0;
     return selectUserVersion(this.#db, userId);
   }
 
