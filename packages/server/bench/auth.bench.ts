@@ -16,6 +16,7 @@
 //
 // Environment: BENCH_ROUNDS (5), BENCH_DURATION (4, seconds per round), BENCH_WARMUP (2),
 // BENCH_CONNECTIONS (50, GET routes), BENCH_LOGIN_CONCURRENCY (16), BENCH_REFRESH_CLIENTS (32),
+// BENCH_QUIET_WAIT (30: longest total wait for busy cores to calm down before the phases),
 // BENCH_AUTH_PHASES (login,session,refresh); BENCH_PROFILE=1: extra rows that split the cost
 // (log level silent; /v1/me with a Bearer token; /v1/me/sessions); BENCH_CPU_PROF=1: after the
 // rounds, one more Gatehouse per phase under --cpu-prof and a summary of where its main thread's
@@ -25,7 +26,13 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runRawArgon2 } from './lib/auth-argon2.ts';
 import { type ClientLoadResult, runClientLoad } from './lib/auth-client-load.ts';
-import { type ProfileSummary, summariseProfile, threadCpuSeconds, threadShares } from './lib/auth-cpu.ts';
+import {
+  type ProfileSummary,
+  processCpuSeconds,
+  summariseProfile,
+  threadCpuSeconds,
+  threadShares,
+} from './lib/auth-cpu.ts';
 import {
   createAdmin,
   expectOk,
@@ -42,6 +49,7 @@ import {
   coreBusySeconds,
   cpuSeconds,
   killAllChildren,
+  LOAD_CPU,
   pinSelf,
   SERVER_CPU,
   waitForQuiet,
@@ -62,6 +70,9 @@ const LOGIN_CONCURRENCY = Math.round(number('BENCH_LOGIN_CONCURRENCY', 16));
 const REFRESH_CLIENTS = Math.round(number('BENCH_REFRESH_CLIENTS', 32));
 const LATENCY_ROUNDS = 3;
 const LATENCY_DURATION_S = DURATION_S * 2;
+// Longest total wait for a busy machine to calm down before the phases (as in the http suite).
+let quietBudgetS = number('BENCH_QUIET_WAIT', 30);
+const quietness: Record<string, { waitedS: number; quiet: boolean }> = {};
 const PHASES = (env.BENCH_AUTH_PHASES ?? 'login,session,refresh').split(',').map((phase) => phase.trim());
 const truthy = (value: string | undefined) => ['1', 'true', 'yes'].includes(value ?? '');
 const PROFILE = truthy(env.BENCH_PROFILE);
@@ -111,6 +122,10 @@ interface Sample extends Measured {
   otherCpuCore0: number | null;
   /** Shares by thread group: MainThread (JS), libuv-worker (argon2), V8Worker (GC), ... */
   threads: Record<string, number>;
+  /** Cores' worth of CPU all PostgreSQL processes used (they are not pinned). */
+  postgresCpu: number;
+  /** Share of core 1 busy: the load generator, this script, and whatever else runs there. */
+  core1Busy: number | null;
 }
 
 type Window = (edge: 'start' | 'end') => void;
@@ -127,6 +142,8 @@ interface Snapshot {
   at: number;
   cpu: number | null;
   core: number | null;
+  core1: number | null;
+  postgres: number;
   threads: Record<string, number>;
 }
 
@@ -135,6 +152,8 @@ function snapshot(pid: number | undefined): Snapshot {
     at: performance.now(),
     cpu: pid === undefined ? null : cpuSeconds(pid),
     core: coreBusySeconds(SERVER_CPU),
+    core1: coreBusySeconds(LOAD_CPU),
+    postgres: processCpuSeconds(['postgres']),
     threads: pid === undefined ? {} : threadCpuSeconds(pid),
   };
 }
@@ -162,6 +181,8 @@ async function measure(target: Target): Promise<Sample> {
         ? null
         : Math.max(0, Math.round((coreBusy - serverCpu) * 100) / 100),
     threads: pid === undefined ? {} : threadShares(start.threads, end.threads, seconds),
+    postgresCpu: share(start.postgres, end.postgres) ?? 0,
+    core1Busy: share(start.core1, end.core1),
   };
 }
 
@@ -198,6 +219,10 @@ interface Row {
   serverCpu: number | null;
   otherCpuCore0: number | null;
   threads: Record<string, number>;
+  postgresCpu: number;
+  core1Busy: number | null;
+  /** perSecond per second of server CPU: what one fully used core would yield (less noise-prone). */
+  perCpuSecond: number | null;
   failures: number;
   /** perSecond over the phase's reference row (the floor). */
   ratio: number | null;
@@ -219,6 +244,11 @@ function summarise(name: string, samples: Sample[], reference?: number): Row {
     threads: Object.fromEntries(
       [...threadNames].map((thread) => [thread, median(samples.map((s) => s.threads[thread] ?? 0))]),
     ),
+    postgresCpu: median(samples.map((s) => s.postgresCpu)),
+    core1Busy: orNull(known(samples.map((s) => s.core1Busy))),
+    perCpuSecond: orNull(
+      samples.filter((s) => s.serverCpu).map((s) => Math.round(s.perSecond / (s.serverCpu as number))),
+    ),
     failures: samples.reduce((sum, s) => sum + s.failures, 0),
     ratio: reference === undefined ? null : Math.round((perSecond / reference) * 1000) / 1000,
   };
@@ -226,7 +256,9 @@ function summarise(name: string, samples: Sample[], reference?: number): Row {
 
 /** Warm-up, then ROUNDS rounds with the targets in turn (ABAB...); the first target is the reference. */
 async function rounds(phase: string, targets: Target[]): Promise<Row[]> {
-  const quiet = await waitForQuiet(20);
+  const quiet = await waitForQuiet(Math.max(0.5, quietBudgetS));
+  quietBudgetS -= quiet.waitedS;
+  quietness[phase] = quiet;
   log(`[auth] ${phase}: ${quiet.quiet ? 'cores quiet' : 'cores still busy'} after ${quiet.waitedS} s`);
   for (const target of targets) await target.run(() => {}, WARMUP_S);
   const samples = new Map<Target, Sample[]>(targets.map((target) => [target, []]));
@@ -236,8 +268,10 @@ async function rounds(phase: string, targets: Target[]): Promise<Row[]> {
       samples.get(target)?.push(sample);
       log(
         `[auth] ${phase} round ${round}/${ROUNDS} ${target.name.padEnd(34)} ${String(sample.perSecond).padStart(8)}/s` +
-          `  p50 ${sample.latencyP50} ms  p99 ${sample.latencyP99} ms  server CPU ${sample.serverCpu ?? '?'}` +
-          `  other on core 0 ${sample.otherCpuCore0 ?? '?'}${sample.failures ? `  FAILURES ${sample.failures}` : ''}`,
+          `${Number.isNaN(sample.latencyP50) ? '' : `  p50 ${sample.latencyP50} ms  p99 ${sample.latencyP99} ms`}` +
+          `  server CPU ${sample.serverCpu ?? '?'}  other on core 0 ${sample.otherCpuCore0 ?? '?'}` +
+          `  PostgreSQL ${sample.postgresCpu}  core 1 ${sample.core1Busy ?? '?'}` +
+          `${sample.failures ? `  FAILURES ${sample.failures} ${JSON.stringify(sample.detail)}` : ''}`,
       );
     }
   }
@@ -277,8 +311,8 @@ const loginTarget = (name: string, server: Running): Target => ({
 
 const rawArgon2Target: Target = {
   name: `raw argon2id verify, ${LOGIN_CONCURRENCY} in flight`,
-  run: async (_window, durationS = DURATION_S) => {
-    const result = await runRawArgon2({ concurrency: LOGIN_CONCURRENCY, warmupS: 0.5, durationS });
+  run: async (window, durationS = DURATION_S) => {
+    const result = await runRawArgon2({ concurrency: LOGIN_CONCURRENCY, warmupS: 0.5, durationS }, window);
     return {
       perSecond: result.perSecond,
       latencyP50: Number.NaN,
@@ -449,33 +483,37 @@ async function profilePhase(
 const pct = (value: number | null) => (value === null ? '' : `${Math.round(value * 100)}%`);
 const ratioText = (value: number | null) => (value === null ? 'reference' : `${(value * 100).toFixed(1)}%`);
 
-function table(rows: Row[], unit: string, latency = true): string {
+function table(rows: Row[], unit: string): string {
+  const ms = (value: number) => (Number.isNaN(value) ? '' : value);
   return formatTable(
     [
       'target',
       unit,
-      ...(latency ? ['p50 ms', 'p99 ms'] : []),
+      'p50 ms',
+      'p99 ms',
       'of reference',
+      `${unit} per CPU-s`,
       'server CPU',
       'main thread',
       'libuv pool',
       'other CPU core 0',
+      'PostgreSQL CPU',
+      'core 1 busy',
       'failures',
     ],
     rows.map((row) => [
       row.name,
       row.perSecond,
-      ...(latency
-        ? [
-            Number.isNaN(row.latencyP50) ? '' : row.latencyP50,
-            Number.isNaN(row.latencyP99) ? '' : row.latencyP99,
-          ]
-        : []),
+      ms(row.latencyP50),
+      ms(row.latencyP99),
       ratioText(row.ratio),
+      row.perCpuSecond ?? '',
       pct(row.serverCpu),
       pct(row.threads.MainThread ?? null),
       pct(row.threads['libuv-worker'] ?? null),
       pct(row.otherCpuCore0),
+      pct(row.postgresCpu),
+      pct(row.core1Busy),
       row.failures,
     ]),
   );
@@ -609,6 +647,7 @@ if (env.BENCH_RESULTS_JSON) {
         },
         backend: { database: 'PostgreSQL', state: REDIS_URL ? 'Redis' : 'memory' },
         machine,
+        quietBeforePhases: quietness,
         targets: TARGETS,
         ...results,
       },

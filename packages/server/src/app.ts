@@ -49,7 +49,13 @@ export async function openContext(config: Config, options: CreateOptions = {}): 
   const db = await openConfiguredDatabase(config, { inMemory: options.inMemoryDatabase ?? false });
   try {
     await migrate(db);
-    return { config, logger, db, state: createStateStore(config.redisUrl), masterSecret };
+    return {
+      config,
+      logger,
+      db,
+      state: createStateStore(config.redisUrl, config.redisKeyPrefix),
+      masterSecret,
+    };
   } catch (error) {
     await db.close();
     throw error;

@@ -4,6 +4,7 @@
 // Runs as its own process on the server core (runRawArgon2); one JSON line on stdout.
 import { verify } from '@node-rs/argon2';
 import { PasswordHasher } from '../../src/identity/passwords/password-hasher.ts';
+import { announceWindow, watchWindow } from './auth-client-load.ts';
 import { SERVER_CPU, spawnNode } from './processes.ts';
 
 export interface RawArgon2Config {
@@ -34,6 +35,7 @@ async function measure(config: RawArgon2Config): Promise<RawArgon2Result> {
   const cpuTimer = setTimeout(() => {
     cpuAtStart = process.cpuUsage();
   }, windowStart - start);
+  announceWindow(windowStart, windowEnd);
   await Promise.all(
     Array.from({ length: config.concurrency }, async () => {
       while (performance.now() < windowEnd) {
@@ -55,7 +57,10 @@ async function measure(config: RawArgon2Config): Promise<RawArgon2Result> {
 }
 
 /** Runs this file as a process on the server core. */
-export function runRawArgon2(config: RawArgon2Config): Promise<RawArgon2Result> {
+export function runRawArgon2(
+  config: RawArgon2Config,
+  onWindow: (edge: 'start' | 'end') => void = () => {},
+): Promise<RawArgon2Result> {
   return new Promise((resolve, reject) => {
     const child = spawnNode(SERVER_CPU, [import.meta.filename, JSON.stringify(config)], {
       // Like the server's: no UV_THREADPOOL_SIZE, so the same default pool of 4.
@@ -63,16 +68,13 @@ export function runRawArgon2(config: RawArgon2Config): Promise<RawArgon2Result> 
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
-    let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
     });
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr = (stderr + chunk).slice(-5000);
-    });
+    const stderr = watchWindow(child, onWindow);
     child.once('error', reject);
     child.once('close', (code, signal) => {
-      if (code !== 0) reject(new Error(`raw argon2 exited with ${code ?? signal}: ${stderr}`));
+      if (code !== 0) reject(new Error(`raw argon2 exited with ${code ?? signal}: ${stderr()}`));
       else resolve(JSON.parse(stdout) as RawArgon2Result);
     });
   });

@@ -8,6 +8,7 @@
 //            is charged for the queueing (no coordinated omission).
 // Only responses that complete inside the measured window (after the warm-up) are counted;
 // every non-200 response anywhere is a failure.
+import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { LOAD_CPU, spawnNode } from './processes.ts';
 
@@ -41,6 +42,24 @@ export interface ClientLoadResult {
 
 const WINDOW_START = '@@window-start';
 const WINDOW_END = '@@window-end';
+
+/** Child side: tells the parent (on stderr) when the measured window opens and closes. */
+export function announceWindow(windowStart: number, windowEnd: number): void {
+  const now = performance.now();
+  setTimeout(() => process.stderr.write(`${WINDOW_START}\n`), windowStart - now);
+  setTimeout(() => process.stderr.write(`${WINDOW_END}\n`), windowEnd - now);
+}
+
+/** Parent side: calls onWindow as the child announces its window; returns the child's stderr tail. */
+export function watchWindow(child: ChildProcess, onWindow: (edge: 'start' | 'end') => void): () => string {
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    if (chunk.includes(WINDOW_START)) onWindow('start');
+    if (chunk.includes(WINDOW_END)) onWindow('end');
+    stderr = (stderr + chunk).slice(-5000);
+  });
+  return () => stderr;
+}
 
 interface Reply {
   status: number;
@@ -103,12 +122,6 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     }
   };
   const user = (i: number) => config.users[i % config.users.length] as { email: string; password: string };
-  // Tells the parent when the window opens and closes, so it can read the server's CPU time then.
-  const markWindow = () => {
-    const now = performance.now();
-    setTimeout(() => process.stderr.write(`${WINDOW_START}\n`), windowStart - now);
-    setTimeout(() => process.stderr.write(`${WINDOW_END}\n`), windowEnd - now);
-  };
 
   if (config.mode === 'refresh') {
     const clients = config.clients ?? 32;
@@ -124,7 +137,8 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     const start = performance.now();
     windowStart = start + config.warmupS * 1000;
     windowEnd = windowStart + config.durationS * 1000;
-    markWindow();
+    // The parent reads the server's CPU time when the window opens and closes.
+    announceWindow(windowStart, windowEnd);
     await Promise.all(
       agents.map(async (agent, i) => {
         let token = tokens[i] as string;
@@ -156,7 +170,7 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     windowStart = start + config.warmupS * 1000;
     windowEnd = windowStart + config.durationS * 1000;
     const total = Math.floor(((windowEnd - start) / 1000) * rate);
-    markWindow();
+    announceWindow(windowStart, windowEnd);
     const inFlight: Promise<void>[] = [];
     for (let i = 0; i < total; i++) {
       const due = start + (i * 1000) / rate;
@@ -198,18 +212,13 @@ export function runClientLoad(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
-    let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
     });
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      if (chunk.includes(WINDOW_START)) onWindow('start');
-      if (chunk.includes(WINDOW_END)) onWindow('end');
-      stderr = (stderr + chunk).slice(-5000);
-    });
+    const stderr = watchWindow(child, onWindow);
     child.once('error', reject);
     child.once('close', (code, signal) => {
-      if (code !== 0) reject(new Error(`client load exited with ${code ?? signal}: ${stderr}`));
+      if (code !== 0) reject(new Error(`client load exited with ${code ?? signal}: ${stderr()}`));
       else resolve(JSON.parse(stdout) as ClientLoadResult);
     });
   });

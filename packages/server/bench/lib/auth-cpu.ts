@@ -148,3 +148,26 @@ export function summariseProfile(
       .map(([group, us]) => ({ group, selfMs: ms(us), shareOfBusy: share(us) })),
   };
 }
+
+/**
+ * CPU seconds so far of every process whose name (comm) is one of `names`, e.g. the PostgreSQL
+ * backends, which run on whichever core the kernel picks. Processes that ended in between are
+ * missed, so over a window this is a lower bound.
+ */
+export function processCpuSeconds(names: string[]): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  let total = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!names.includes(name)) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / clockTicks;
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  return total;
+}

@@ -17,6 +17,8 @@ export interface Config {
   /** PostgreSQL schema for Gatehouse's tables (lets several instances or test runs share one database). */
   databaseSchema: string | undefined;
   redisUrl: string | undefined;
+  /** Prefix of every Redis key and channel, so several deployments can share one Redis. */
+  redisKeyPrefix: string;
   dataDir: string;
   /** Master secret; undefined in embedded mode until resolveMasterSecret() fills it from the data dir. */
   secret: string | undefined;
@@ -163,6 +165,16 @@ const settings: { [K in keyof Config]: Setting<K> }[keyof Config][] = [
     expected:
       'a redis:// or rediss:// URL, several comma-separated hosts for Redis Cluster (unset: in-memory)',
     parse: optional((raw) => url(['redis:', 'rediss:'])(raw.split(',')[0] as string) && raw),
+  },
+  {
+    key: 'redisKeyPrefix',
+    env: 'GATEHOUSE_REDIS_PREFIX',
+    expected: 'up to 64 characters of letters, digits, and : _ - .',
+    parse: (raw) => {
+      const value = raw || 'gh:';
+      if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(value)) throw new BadSetting();
+      return value;
+    },
   },
   {
     key: 'dataDir',

@@ -12,6 +12,6 @@ export { createRedisStateStore, MemoryStateStore };
  * which is only correct for a single node. Throws StartupError for a malformed URL; an
  * unreachable Redis does not throw here, its commands fail until it is back.
  */
-export function createStateStore(redisUrl: string | undefined): StateStore {
-  return redisUrl ? createRedisStateStore(redisUrl) : new MemoryStateStore();
+export function createStateStore(redisUrl: string | undefined, keyPrefix?: string): StateStore {
+  return redisUrl ? createRedisStateStore(redisUrl, keyPrefix ? { keyPrefix } : {}) : new MemoryStateStore();
 }

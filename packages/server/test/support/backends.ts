@@ -48,7 +48,10 @@ export function testEnvironment(backend: Backend, overrides: Environment = {}): 
     ...(backend.databaseUrl
       ? { DATABASE_URL: backend.databaseUrl, GATEHOUSE_DATABASE_SCHEMA: uniqueSchema() }
       : {}),
-    ...(backend.redisUrl ? { REDIS_URL: backend.redisUrl } : {}),
+    // A prefix per test server: Redis outlives the run, and counters must not leak between tests.
+    ...(backend.redisUrl
+      ? { REDIS_URL: backend.redisUrl, GATEHOUSE_REDIS_PREFIX: `gh-test:${randomBytes(6).toString('hex')}:` }
+      : {}),
     ...overrides,
   };
 }

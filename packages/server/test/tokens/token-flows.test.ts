@@ -220,6 +220,31 @@ for (const backend of backends()) {
       );
     });
 
+    it('/metrics is not public: an admin token reads it, a user token is refused', async () => {
+      const admin = await createUser(gh, { roles: ['admin'] });
+      const user = await createUser(gh);
+      const adminTokens = await login(gh, client(), admin.email, admin.password);
+      const userTokens = await login(gh, client(), user.email, user.password);
+      assert.equal((await call(gh, client(), 'GET', '/metrics')).statusCode, 401);
+      assert.equal(
+        (await call(gh, client(), 'GET', '/metrics', undefined, bearer(userTokens.access_token))).statusCode,
+        403,
+      );
+      const scraped = await call(
+        gh,
+        client(),
+        'GET',
+        '/metrics',
+        undefined,
+        bearer(adminTokens.access_token),
+      );
+      assert.equal(scraped.statusCode, 200);
+      assert.match(
+        scraped.body,
+        /gatehouse_audit_events_total\{type="login.succeeded",outcome="success"\} \d+/,
+      );
+    });
+
     it('401 vs 403: a valid token without the permission gets insufficient_scope', async () => {
       const user = await createUser(gh);
       const tokens = await login(gh, client(), user.email, user.password);
