@@ -5,8 +5,16 @@ import { keysCommand } from './keys.ts';
 import { mailCommand } from './mail.ts';
 import { migrateCommand } from './migrate.ts';
 import { startCommand } from './start.ts';
+import { usersCommand } from './users.ts';
 
-export const commands: Command[] = [startCommand, migrateCommand, adminCommand, keysCommand, mailCommand];
+export const commands: Command[] = [
+  startCommand,
+  migrateCommand,
+  adminCommand,
+  keysCommand,
+  mailCommand,
+  usersCommand,
+];
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -38,6 +38,13 @@ const ARGON2_OUTPUT_BYTES = 32;
 const ARGON2ID = 2;
 const ARGON2_VERSION_0X13 = 1;
 const BCRYPT_PREFIX = /^\$2[aby]\$/;
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const ARGON2ID_PHC = /^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
+
+/** Hashes another system may hand us at import: bcrypt ($2a$/$2b$/$2y$) or argon2id PHC strings. */
+export function isImportableHash(hash: string): boolean {
+  return BCRYPT_HASH.test(hash) || ARGON2ID_PHC.test(hash);
+}
 const FAILED: PasswordVerification = Object.freeze({ ok: false, needsRehash: false });
 
 function checkParams(params: PasswordHashParams): void {
