@@ -15,6 +15,7 @@ const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
   ip: Type.Union([Type.String(), Type.Null()]),
   userAgent: Type.Union([Type.String(), Type.Null()]),
+  device: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
   lastSeenAt: Type.String({ format: 'date-time' }),
   current: Type.Boolean(),

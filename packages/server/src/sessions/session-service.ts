@@ -1,6 +1,7 @@
 import { generateToken, hashToken } from '../crypto/random-token.ts';
 import type { StateStore } from '../state/state-store.ts';
 import type { Database, Queryable } from '../storage/database.ts';
+import { describeDevice } from './device.ts';
 import * as store from './session-store.ts';
 
 export interface SessionSettings {
@@ -19,6 +20,8 @@ export interface SessionView {
   id: string;
   ip: string | null;
   userAgent: string | null;
+  /** e.g. "Chrome on macOS", from the user agent. */
+  device: string;
   createdAt: string;
   lastSeenAt: string;
   current: boolean;
@@ -128,6 +131,7 @@ export class SessionService {
       id: row.id,
       ip: row.ip,
       userAgent: row.user_agent,
+      device: describeDevice(row.user_agent),
       createdAt: row.created_at.toISOString(),
       lastSeenAt: row.last_seen_at.toISOString(),
       current: row.id === currentSessionId,
