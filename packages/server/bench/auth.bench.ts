@@ -27,8 +27,11 @@ import { join } from 'node:path';
 import { runRawArgon2 } from './lib/auth-argon2.ts';
 import { type ClientLoadResult, runClientLoad } from './lib/auth-client-load.ts';
 import {
+  cpuDelta,
+  foreignShare,
+  type ProcessCpu,
   type ProfileSummary,
-  processCpuSeconds,
+  processCpu,
   summariseProfile,
   threadCpuSeconds,
   threadShares,
@@ -69,7 +72,7 @@ const CONNECTIONS = Math.round(number('BENCH_CONNECTIONS', 50));
 const LOGIN_CONCURRENCY = Math.round(number('BENCH_LOGIN_CONCURRENCY', 16));
 const REFRESH_CLIENTS = Math.round(number('BENCH_REFRESH_CLIENTS', 32));
 const LATENCY_ROUNDS = 3;
-const LATENCY_DURATION_S = DURATION_S * 2;
+const LATENCY_DURATION_S = DURATION_S * 2.5;
 // Longest total wait for a busy machine to calm down before the phases (as in the http suite).
 let quietBudgetS = number('BENCH_QUIET_WAIT', 30);
 const quietness: Record<string, { waitedS: number; quiet: boolean }> = {};
@@ -126,6 +129,9 @@ interface Sample extends Measured {
   postgresCpu: number;
   /** Share of core 1 busy: the load generator, this script, and whatever else runs there. */
   core1Busy: number | null;
+  /** Cores' worth of CPU used by processes outside this benchmark (a shared machine's noise). */
+  foreignCpu: number;
+  foreignTop: string[];
 }
 
 type Window = (edge: 'start' | 'end') => void;
@@ -143,7 +149,7 @@ interface Snapshot {
   cpu: number | null;
   core: number | null;
   core1: number | null;
-  postgres: number;
+  processes: ProcessCpu;
   threads: Record<string, number>;
 }
 
@@ -153,7 +159,7 @@ function snapshot(pid: number | undefined): Snapshot {
     cpu: pid === undefined ? null : cpuSeconds(pid),
     core: coreBusySeconds(SERVER_CPU),
     core1: coreBusySeconds(LOAD_CPU),
-    postgres: processCpuSeconds(['postgres']),
+    processes: processCpu(),
     threads: pid === undefined ? {} : threadCpuSeconds(pid),
   };
 }
@@ -173,6 +179,7 @@ async function measure(target: Target): Promise<Sample> {
     a === null || b === null ? null : Math.round(((b - a) / seconds) * 100) / 100;
   const serverCpu = result.cpu ?? share(start.cpu, end.cpu);
   const coreBusy = share(start.core, end.core);
+  const foreign = foreignShare(start.processes, end.processes, seconds);
   return {
     ...result,
     serverCpu,
@@ -181,8 +188,11 @@ async function measure(target: Target): Promise<Sample> {
         ? null
         : Math.max(0, Math.round((coreBusy - serverCpu) * 100) / 100),
     threads: pid === undefined ? {} : threadShares(start.threads, end.threads, seconds),
-    postgresCpu: share(start.postgres, end.postgres) ?? 0,
+    postgresCpu:
+      Math.round((cpuDelta(start.processes.postgres, end.processes.postgres) / seconds) * 100) / 100,
     core1Busy: share(start.core1, end.core1),
+    foreignCpu: foreign.share,
+    foreignTop: foreign.top,
   };
 }
 
@@ -195,18 +205,26 @@ function fromAutocannon(result: LoadResult): Measured {
   };
 }
 
+interface ClientDetail {
+  ok: number;
+  failureKinds: Record<string, number>;
+  latencyP90: number;
+  latencyMax: number;
+}
+
 function fromClients(result: ClientLoadResult): Measured {
+  const detail: ClientDetail = {
+    ok: result.ok,
+    failureKinds: result.failureKinds,
+    latencyP90: result.latencyP90,
+    latencyMax: result.latencyMax,
+  };
   return {
     perSecond: result.perSecond,
     latencyP50: result.latencyP50,
     latencyP99: result.latencyP99,
     failures: result.failures,
-    detail: {
-      ok: result.ok,
-      failureKinds: result.failureKinds,
-      latencyP90: result.latencyP90,
-      latencyMax: result.latencyMax,
-    },
+    detail,
   };
 }
 
@@ -221,6 +239,7 @@ interface Row {
   threads: Record<string, number>;
   postgresCpu: number;
   core1Busy: number | null;
+  foreignCpu: number;
   /** perSecond per second of server CPU: what one fully used core would yield (less noise-prone). */
   perCpuSecond: number | null;
   failures: number;
@@ -246,6 +265,7 @@ function summarise(name: string, samples: Sample[], reference?: number): Row {
     ),
     postgresCpu: median(samples.map((s) => s.postgresCpu)),
     core1Busy: orNull(known(samples.map((s) => s.core1Busy))),
+    foreignCpu: median(samples.map((s) => s.foreignCpu)),
     perCpuSecond: orNull(
       samples.filter((s) => s.serverCpu).map((s) => Math.round(s.perSecond / (s.serverCpu as number))),
     ),
@@ -265,12 +285,17 @@ async function rounds(phase: string, targets: Target[]): Promise<Row[]> {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) {
       const sample = await measure(target);
+      const server = target.process;
+      if (server && (server.child.exitCode !== null || server.child.signalCode !== null)) {
+        throw new Error(`${target.name}: the server is gone: ${server.describe()}`);
+      }
       samples.get(target)?.push(sample);
       log(
         `[auth] ${phase} round ${round}/${ROUNDS} ${target.name.padEnd(34)} ${String(sample.perSecond).padStart(8)}/s` +
           `${Number.isNaN(sample.latencyP50) ? '' : `  p50 ${sample.latencyP50} ms  p99 ${sample.latencyP99} ms`}` +
           `  server CPU ${sample.serverCpu ?? '?'}  other on core 0 ${sample.otherCpuCore0 ?? '?'}` +
           `  PostgreSQL ${sample.postgresCpu}  core 1 ${sample.core1Busy ?? '?'}` +
+          `${sample.foreignCpu >= 0.05 ? `  OTHER PROCESSES ${sample.foreignCpu} (${sample.foreignTop.join(', ')})` : ''}` +
           `${sample.failures ? `  FAILURES ${sample.failures} ${JSON.stringify(sample.detail)}` : ''}`,
       );
     }
@@ -368,13 +393,14 @@ const refreshTarget = (name: string, server: Running): Target => ({
 
 interface LatencyResult {
   ratePerSecond: number;
-  rounds: ClientLoadResult[];
+  rounds: Sample[];
   latencyP50: number;
   latencyP90: number;
   latencyP99: number;
   latencyMax: number;
   p99OverP50: number;
   failures: number;
+  foreignCpu: number;
 }
 
 async function loginPhase(gatehouse: Running, silent: Running | undefined) {
@@ -387,32 +413,41 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
   // server does (autocannon -R releases each connection's quota at the top of every second,
   // which would measure a burst, not a rate).
   const rate = Math.max(1, Math.round(loginRate / 2));
-  const latencyRounds: ClientLoadResult[] = [];
+  const latencyTarget: Target = {
+    name: `login at ${rate}/s`,
+    process: gatehouse,
+    run: async (window, durationS = LATENCY_DURATION_S) =>
+      fromClients(
+        await runClientLoad(
+          { mode: 'login', origin: gatehouse.origin, users: [USERS.login], rate, warmupS: 1, durationS },
+          window,
+        ),
+      ),
+  };
+  const latencyRounds: Sample[] = [];
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
-    const result = await runClientLoad({
-      mode: 'login',
-      origin: gatehouse.origin,
-      users: [USERS.login],
-      rate,
-      warmupS: 1,
-      durationS: LATENCY_DURATION_S,
-    });
-    latencyRounds.push(result);
+    const sample = await measure(latencyTarget);
+    latencyRounds.push(sample);
+    const detail = sample.detail as ClientDetail;
     log(
-      `[auth] login latency round ${round}/${LATENCY_ROUNDS} at ${rate}/s: ${result.ok} ok  p50 ${result.latencyP50} ms` +
-        `  p90 ${result.latencyP90} ms  p99 ${result.latencyP99} ms  max ${result.latencyMax} ms` +
-        `${result.failures ? `  FAILURES ${result.failures} ${JSON.stringify(result.failureKinds)}` : ''}`,
+      `[auth] login latency round ${round}/${LATENCY_ROUNDS} at ${rate}/s: ${detail.ok} ok  p50 ${sample.latencyP50} ms` +
+        `  p90 ${detail.latencyP90} ms  p99 ${sample.latencyP99} ms  max ${detail.latencyMax} ms` +
+        `  server CPU ${sample.serverCpu ?? '?'}  other on core 0 ${sample.otherCpuCore0 ?? '?'}` +
+        `${sample.foreignCpu >= 0.05 ? `  OTHER PROCESSES ${sample.foreignCpu} (${sample.foreignTop.join(', ')})` : ''}` +
+        `${sample.failures ? `  FAILURES ${sample.failures} ${JSON.stringify(detail.failureKinds)}` : ''}`,
     );
   }
+  const details = latencyRounds.map((sample) => sample.detail as ClientDetail);
   const latency: LatencyResult = {
     ratePerSecond: rate,
     rounds: latencyRounds,
     latencyP50: median(latencyRounds.map((r) => r.latencyP50)),
-    latencyP90: median(latencyRounds.map((r) => r.latencyP90)),
+    latencyP90: median(details.map((d) => d.latencyP90)),
     latencyP99: median(latencyRounds.map((r) => r.latencyP99)),
-    latencyMax: median(latencyRounds.map((r) => r.latencyMax)),
+    latencyMax: median(details.map((d) => d.latencyMax)),
     p99OverP50: 0,
     failures: latencyRounds.reduce((sum, r) => sum + r.failures, 0),
+    foreignCpu: median(latencyRounds.map((r) => r.foreignCpu)),
   };
   latency.p99OverP50 = Math.round((latency.latencyP99 / latency.latencyP50) * 100) / 100;
   return { rows, latency };
@@ -496,9 +531,11 @@ function table(rows: Row[], unit: string): string {
       'server CPU',
       'main thread',
       'libuv pool',
+      'of which kernel',
       'other CPU core 0',
       'PostgreSQL CPU',
       'core 1 busy',
+      'other processes',
       'failures',
     ],
     rows.map((row) => [
@@ -511,9 +548,11 @@ function table(rows: Row[], unit: string): string {
       pct(row.serverCpu),
       pct(row.threads.MainThread ?? null),
       pct(row.threads['libuv-worker'] ?? null),
+      pct(row.threads['(kernel)'] ?? null),
       pct(row.otherCpuCore0),
       pct(row.postgresCpu),
       pct(row.core1Busy),
+      pct(row.foreignCpu),
       row.failures,
     ]),
   );
@@ -574,7 +613,7 @@ try {
         `at half load (${latency.ratePerSecond}/s, open loop, medians of ${LATENCY_ROUNDS} x ${LATENCY_DURATION_S} s): ` +
         `p50 ${latency.latencyP50} ms, p90 ${latency.latencyP90} ms, p99 ${latency.latencyP99} ms, max ${latency.latencyMax} ms; ` +
         `p99 / p50 = ${latency.p99OverP50} (target <= ${TARGETS.p99OverP50}): ${latency.p99OverP50 <= TARGETS.p99OverP50 ? 'met' : 'NOT met'}` +
-        `${latency.failures ? `; FAILURES ${latency.failures}` : ''}`,
+        `; other processes ${pct(latency.foreignCpu)}${latency.failures ? `; FAILURES ${latency.failures}` : ''}`,
     );
     if (rows.some((row) => row.failures) || latency.failures) failed = true;
   }

@@ -16,7 +16,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatHttpResult, type HttpSuiteOptions, runHttpSuite } from './lib/http-suite.ts';
-import { checkPinning, killAllChildren, pinSelf } from './lib/processes.ts';
+import { checkPinning, interruption, killAllChildren, pinSelf } from './lib/processes.ts';
 import { runScriptSuite, scriptSuites } from './lib/script-suite.ts';
 
 const RESULTS_DIR = join(import.meta.dirname, '..', '.bench');
@@ -77,14 +77,13 @@ const httpOptions: HttpSuiteOptions = {
 };
 
 // Ctrl-C: kill what we started, let the finally blocks clean up (schemas, temp dirs), then leave.
-let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
+    if (interruption.requested) process.exit(130);
+    interruption.requested = true;
     process.stderr.write(`\n${signal}: stopping\n`);
-    killAllChildren();
-    setTimeout(() => process.exit(130), 15_000);
+    killAllChildren('SIGTERM');
+    setTimeout(() => process.exit(130), 15_000).unref();
   });
 }
 
@@ -110,12 +109,14 @@ pinSelf();
 mkdirSync(RESULTS_DIR, { recursive: true });
 let failures = 0;
 for (const suite of suites) {
-  if (interrupted) break;
+  if (interruption.requested) break;
   const resultsPath = join(RESULTS_DIR, `results-${suite}.json`);
   const startedAt = new Date().toISOString();
   try {
     if (suite === 'http') {
       const result = await runHttpSuite(httpOptions);
+      // An interrupted run's figures are partial: keep the previous results file.
+      if (interruption.requested) break;
       const record = {
         suite,
         startedAt,
@@ -144,7 +145,7 @@ for (const suite of suites) {
 }
 
 killAllChildren();
-process.exitCode = failures > 0 || interrupted ? 1 : 0;
+process.exitCode = failures > 0 || interruption.requested ? 1 : 0;
 // Everything is stopped by now; if some handle still holds the loop open, do not hang a CI job on it.
 setTimeout(() => {
   process.stderr.write('WARNING: handles still open after the run; exiting anyway\n');

@@ -7,7 +7,10 @@ import { fileURLToPath } from 'node:url';
 
 let clockTicks: number | undefined;
 
-/** CPU seconds by thread name (MainThread, libuv-worker, V8Worker, ...) so far; {} when unreadable. */
+/**
+ * CPU seconds by thread name (MainThread, libuv-worker, V8Worker, ...) so far, plus '(kernel)':
+ * the system time of all threads (syscalls: for a server, mostly loopback TCP). {} when unreadable.
+ */
 export function threadCpuSeconds(pid: number | undefined): Record<string, number> {
   const totals: Record<string, number> = {};
   if (pid === undefined) return totals;
@@ -25,6 +28,7 @@ export function threadCpuSeconds(pid: number | undefined): Record<string, number
       const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       totals[name] = (totals[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / ticks;
+      totals['(kernel)'] = (totals['(kernel)'] ?? 0) + Number(fields[12]) / ticks;
     } catch {
       // The thread ended between the listing and the read.
     }
@@ -149,25 +153,89 @@ export function summariseProfile(
   };
 }
 
+type PerProcess = Map<number, { name: string; seconds: number }>;
+
+export interface ProcessCpu {
+  /** CPU seconds so far of each PostgreSQL process (not pinned: they run on either core). */
+  postgres: PerProcess;
+  redis: PerProcess;
+  /**
+   * Of every other user-space process outside this benchmark's own process tree (its parent,
+   * itself and its descendants): other people's work on a shared machine. Per pid, for naming
+   * the worst offenders.
+   */
+  foreign: PerProcess;
+}
+
 /**
- * CPU seconds so far of every process whose name (comm) is one of `names`, e.g. the PostgreSQL
- * backends, which run on whichever core the kernel picks. Processes that ended in between are
- * missed, so over a window this is a lower bound.
+ * CPU seconds used between two readings by the processes of the second one. A process that
+ * ended in between is missed (its time cannot be read any more): a lower bound.
  */
-export function processCpuSeconds(names: string[]): number {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+export function cpuDelta(before: PerProcess, after: PerProcess): number {
   let total = 0;
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
+  for (const [pid, stat] of after) total += Math.max(0, stat.seconds - (before.get(pid)?.seconds ?? 0));
+  return total;
+}
+
+/** CPU time of the processes that share the machine with the benchmark, read from /proc. */
+export function processCpu(): ProcessCpu {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const stats = new Map<number, { name: string; ppid: number; seconds: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (!names.includes(name)) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / clockTicks;
+      stats.set(Number(entry), {
+        name,
+        ppid: Number(fields[1]),
+        seconds: (Number(fields[11]) + Number(fields[12])) / clockTicks,
+      });
     } catch {
       // Gone between the listing and the read.
     }
   }
-  return total;
+  // Ours: the parent (bench/run.ts), this process and everything below it.
+  const ours = new Set([process.pid, process.ppid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, stat] of stats) {
+      if (!ours.has(pid) && ours.has(stat.ppid) && stat.ppid !== process.ppid) {
+        ours.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const result: ProcessCpu = { postgres: new Map(), redis: new Map(), foreign: new Map() };
+  for (const [pid, stat] of stats) {
+    if (stat.name === 'postgres') result.postgres.set(pid, stat);
+    else if (stat.name === 'redis-server') result.redis.set(pid, stat);
+    // Kernel threads (children of kthreadd, pid 2) do the network work of every process.
+    else if (!ours.has(pid) && pid !== 2 && stat.ppid !== 2) result.foreign.set(pid, stat);
+  }
+  return result;
+}
+
+/** Cores' worth of CPU foreign processes used between two readings, and the three busiest. */
+export function foreignShare(
+  before: ProcessCpu,
+  after: ProcessCpu,
+  seconds: number,
+): { share: number; top: string[] } {
+  let total = 0;
+  const used: { name: string; seconds: number }[] = [];
+  for (const [pid, stat] of after.foreign) {
+    const delta = stat.seconds - (before.foreign.get(pid)?.seconds ?? 0);
+    if (delta <= 0) continue;
+    total += delta;
+    used.push({ name: `${stat.name}[${pid}]`, seconds: delta });
+  }
+  return {
+    share: Math.round((total / seconds) * 100) / 100,
+    top: used
+      .sort((a, b) => b.seconds - a.seconds)
+      .slice(0, 3)
+      .map((entry) => `${entry.name} ${Math.round((entry.seconds / seconds) * 100)}%`),
+  };
 }

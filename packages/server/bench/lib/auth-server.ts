@@ -24,6 +24,20 @@ export interface Running {
   origin: string;
   child: ChildProcess;
   stop: () => Promise<void>;
+  /** The tail of its stderr, and how it exited if it has. */
+  describe: () => string;
+}
+
+function running(origin: string, child: ChildProcess, output: () => string): Running {
+  return {
+    origin,
+    child,
+    stop: () => stopProcess(child),
+    describe: () => {
+      const exit = child.exitCode ?? child.signalCode;
+      return `${exit === null ? 'running' : `exited (${exit})`}; stderr: ${output().slice(-3000) || '(empty)'}`;
+    },
+  };
 }
 
 /** bench/lib/bare-server.ts (the http suite's baseline: Fastify, one GET /healthz), on the server core. */
@@ -35,8 +49,9 @@ export async function startBare(): Promise<Running> {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const origin = `http://127.0.0.1:${port}`;
-  await waitUntilServing(child, `${origin}/healthz`, captureStderr(child));
-  return { origin, child, stop: () => stopProcess(child) };
+  const output = captureStderr(child);
+  await waitUntilServing(child, `${origin}/healthz`, output);
+  return running(origin, child, output);
 }
 
 export interface GatehouseSetup {
@@ -116,8 +131,9 @@ export async function startGatehouse(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const origin = `http://127.0.0.1:${port}`;
-  await waitUntilServing(child, `${origin}/healthz`, captureStderr(child));
-  return { origin, child, stop: () => stopProcess(child) };
+  const output = captureStderr(child);
+  await waitUntilServing(child, `${origin}/healthz`, output);
+  return running(origin, child, output);
 }
 
 export interface Login {

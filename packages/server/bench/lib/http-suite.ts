@@ -10,6 +10,7 @@ import {
   coreBusySeconds,
   cpuSeconds,
   freePort,
+  interruption,
   rssMb,
   SERVER_CPU,
   sleep,
@@ -232,6 +233,7 @@ async function startGatehouse(
 let quietBudgetS = 0;
 
 async function measureRound(target: RunningTarget, options: LoadOptions): Promise<RoundResult> {
+  if (interruption.requested) throw new Error('interrupted');
   const { waitedS, quiet } = await waitForQuiet(Math.min(15, quietBudgetS));
   quietBudgetS = Math.max(0, quietBudgetS - waitedS);
   const pid = target.child.pid;
@@ -365,6 +367,7 @@ export async function runHttpSuite(options: HttpSuiteOptions): Promise<HttpSuite
     if (options.profile)
       baselines.push(await startBare('helmet', cleanups), await startBare('shell', cleanups));
     for (const [index, backend] of backends().entries()) {
+      if (interruption.requested) break;
       try {
         const targets = await measureBackend(backend, baselines, options, options.profile && index === 0);
         result.backends.push({ name: backend.name, targets });

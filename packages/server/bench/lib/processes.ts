@@ -51,13 +51,19 @@ export function pinSelf(): void {
 
 const children = new Set<ChildProcess>();
 
-/** Last resort: nothing we started outlives us, whatever path we exit by. */
-export function killAllChildren(): void {
+/** Set on Ctrl-C / SIGTERM: suites stop starting new work and unwind through their cleanups. */
+export const interruption = { requested: false };
+
+/**
+ * Stops everything we started. SIGTERM lets servers and bench scripts clean up after themselves
+ * (a script's own children, a schema); SIGKILL, on exit, is the last resort.
+ */
+export function killAllChildren(signal: NodeJS.Signals = 'SIGKILL'): void {
   for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   }
 }
-process.on('exit', killAllChildren);
+process.on('exit', () => killAllChildren('SIGKILL'));
 
 /**
  * Spawns `node <args>` pinned to one core. taskset execs node, so the child's pid is the node

@@ -1,6 +1,4 @@
 import type { Database } from './database.ts';
-import { PgliteDatabase } from './pglite-driver.ts';
-import { PostgresDatabase } from './postgres-driver.ts';
 
 export type { Database, Queryable, QueryResult } from './database.ts';
 export { queryOne } from './database.ts';
@@ -12,9 +10,13 @@ export interface DatabaseOptions {
   schema?: string;
 }
 
-/** PostgreSQL when a URL is configured, otherwise embedded PGlite. */
+/**
+ * PostgreSQL when a URL is configured, otherwise embedded PGlite. Each driver is loaded only
+ * when used: a node on PostgreSQL never pays for the embedded engine's code, nor the reverse.
+ */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
+    const { PostgresDatabase } = await import('./postgres-driver.ts');
     const db = new PostgresDatabase(options.databaseUrl, options.schema ? { schema: options.schema } : {});
     await db.prepare().catch(async (error) => {
       await db.close();
@@ -22,6 +24,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     });
     return db;
   }
+  const { PgliteDatabase } = await import('./pglite-driver.ts');
   return PgliteDatabase.open(options.dataDir);
 }
 

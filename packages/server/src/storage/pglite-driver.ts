@@ -17,6 +17,21 @@ const INT8_OID = 20;
 const parsers = { [INT8_OID]: (value: string) => Number(value) };
 
 /**
+ * Embedded PostgreSQL runs in this process's memory, so it gets a laptop-sized buffer pool:
+ * Postgres' 128 MB default shared_buffers alone would double the server's idle footprint
+ * (measured: 343 MB RSS at 128 MB, 216 MB at 16 MB, for a reopened data directory).
+ */
+const startParams = [
+  ...PGlite.defaultStartParams,
+  '-c',
+  'shared_buffers=16MB',
+  '-c',
+  'wal_buffers=1MB',
+  '-c',
+  'work_mem=2MB',
+];
+
+/**
  * PGlite serves one process per data directory. A lock file holding our pid keeps a second
  * process (say `gatehouse migrate` while the server runs) from opening the same files.
  */
@@ -71,7 +86,7 @@ export class PgliteDatabase implements Database {
   /** Opens (creating when needed) the database in `<dataDir>/pgdata`, or in memory when dataDir is null. */
   static async open(dataDir: string | null): Promise<PgliteDatabase> {
     if (dataDir === null) {
-      const db = await PGlite.create({ parsers });
+      const db = await PGlite.create({ parsers, startParams });
       return new PgliteDatabase(db, 'PGlite (in memory)', undefined);
     }
     const pgdata = join(dataDir, 'pgdata');
@@ -86,7 +101,7 @@ export class PgliteDatabase implements Database {
     }
     const lockPath = acquireDirectoryLock(pgdata);
     try {
-      const db = await PGlite.create(pgdata, { parsers });
+      const db = await PGlite.create(pgdata, { parsers, startParams });
       await db.query('SELECT 1');
       return new PgliteDatabase(db, `PGlite (embedded) in ${pgdata}`, lockPath);
     } catch (error) {
