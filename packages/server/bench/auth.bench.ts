@@ -20,7 +20,9 @@
 // BENCH_AUTH_PHASES (login,session,refresh); BENCH_PROFILE=1: extra rows that split the cost
 // (log level silent; /v1/me with a Bearer token; /v1/me/sessions); BENCH_CPU_PROF=1: after the
 // rounds, one more Gatehouse per phase under --cpu-prof and a summary of where its main thread's
-// time goes (profiling slows the server: those figures are not results).
+// time goes (profiling slows the server: those figures are not results); BENCH_PERF=1: one more
+// round per phase under Linux `perf record` (on-CPU samples of all the server's threads, kernel
+// included), split by what the work was for.
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +38,14 @@ import {
   threadCpuSeconds,
   threadShares,
 } from './lib/auth-cpu.ts';
+import {
+  PERF_NODE_ARGS,
+  type PerfSummary,
+  perfAvailable,
+  removePerfMap,
+  startPerf,
+  summarisePerf,
+} from './lib/auth-perf.ts';
 import {
   createAdmin,
   expectOk,
@@ -55,6 +65,7 @@ import {
   LOAD_CPU,
   pinSelf,
   SERVER_CPU,
+  sleep,
   waitForQuiet,
 } from './lib/processes.ts';
 import { formatTable, median } from './lib/stats.ts';
@@ -80,6 +91,9 @@ const PHASES = (env.BENCH_AUTH_PHASES ?? 'login,session,refresh').split(',').map
 const truthy = (value: string | undefined) => ['1', 'true', 'yes'].includes(value ?? '');
 const PROFILE = truthy(env.BENCH_PROFILE);
 const CPU_PROF = truthy(env.BENCH_CPU_PROF);
+const PERF = truthy(env.BENCH_PERF) && perfAvailable();
+if (truthy(env.BENCH_PERF) && !PERF)
+  process.stderr.write('WARNING: BENCH_PERF: `perf` not found, skipping\n');
 const TARGETS = { loginShareOfRaw: 0.85, p99OverP50: 3, sessionShareOfBare: 0.7, refreshPerSecond: 2000 };
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -450,7 +464,7 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
     foreignCpu: median(latencyRounds.map((r) => r.foreignCpu)),
   };
   latency.p99OverP50 = Math.round((latency.latencyP99 / latency.latencyP50) * 100) / 100;
-  return { rows, latency };
+  return { rows, latency, main: targets[1] as Target };
 }
 
 async function sessionPhase(bare: Running, gatehouse: Running, silent: Running | undefined) {
@@ -473,14 +487,14 @@ async function sessionPhase(bare: Running, gatehouse: Running, silent: Running |
       getTarget('GET /v1/me/sessions, session cookie', gatehouse, '/v1/me/sessions', cookie),
     );
   }
-  return { rows: await rounds('session', targets), bodyBytes: sizes };
+  return { rows: await rounds('session', targets), bodyBytes: sizes, main: targets[1] as Target };
 }
 
 async function refreshPhase(bare: Running, gatehouse: Running, silent: Running | undefined) {
   const targets = [bareTarget(bare), refreshTarget('Gatehouse POST /v1/auth/refresh', gatehouse)];
   if (silent) targets.push(refreshTarget('Gatehouse, log silent', silent));
   const rows = await rounds('refresh', targets);
-  return { rows };
+  return { rows, main: targets[1] as Target };
 }
 
 /** One extra Gatehouse under --cpu-prof, one round of the phase's load, the main thread's profile summarised. */
@@ -572,11 +586,29 @@ function profileText(name: string, summary: ProfileSummary): string {
   ].join('\n');
 }
 
+function perfText(name: string, summary: PerfSummary): string {
+  const threads = Object.entries(summary.threads)
+    .map(([thread, share]) => `${thread} ${share}%`)
+    .join(', ');
+  return [
+    `perf, ${name}: ${summary.samples} on-CPU samples; threads ${threads}; kernel ${summary.kernel}%`,
+    formatTable(
+      ['work for', 'of samples', 'of which kernel'],
+      summary.categories.map((c) => [c.category, `${c.share}%`, `${c.kernel}%`]),
+    ),
+    formatTable(
+      ['innermost user-space frame', 'of samples'],
+      summary.topSymbols.map((s) => [s.symbol, `${s.share}%`]),
+    ),
+  ].join('\n');
+}
+
 // --- main ----------------------------------------------------------------------------------
 
 const startedAt = new Date();
 const stops: (() => Promise<void>)[] = [];
 const results: Record<string, unknown> = {};
+const perfResults: Record<string, { sample: Sample; summary: PerfSummary }> = {};
 const output: string[] = [];
 let failed = false;
 const setup = gatehouseSetup(DATABASE_URL, REDIS_URL);
@@ -590,8 +622,30 @@ try {
   ]);
   const bare = await startBare();
   stops.push(bare.stop);
-  const gatehouse = await startGatehouse(setup);
-  stops.push(gatehouse.stop);
+  const gatehouse = await startGatehouse(setup, PERF ? { nodeArgs: PERF_NODE_ARGS } : {});
+  stops.push(async () => {
+    await gatehouse.stop();
+    removePerfMap(gatehouse.child.pid);
+  });
+  const perfRound = async (phase: string, target: Target) => {
+    if (!PERF) return;
+    const dir = mkdtempSync(join(setup.env.GATEHOUSE_DATA_DIR ?? '/tmp', 'perf-'));
+    try {
+      const stopPerf = startPerf(gatehouse.child.pid as number, join(dir, 'perf.data'));
+      let sample: Sample;
+      try {
+        await sleep(300);
+        sample = await measure(target);
+      } finally {
+        await stopPerf();
+      }
+      const summary = summarisePerf(join(dir, 'perf.data'));
+      perfResults[phase] = { sample, summary };
+      output.push(`\n${perfText(`${phase} (${target.name}, ${sample.perSecond}/s under perf)`, summary)}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
   let silent: Running | undefined;
   if (PROFILE) {
     silent = await startGatehouse(setup, { logLevel: 'silent' });
@@ -604,7 +658,7 @@ try {
   output.push(header);
 
   if (PHASES.includes('login')) {
-    const { rows, latency } = await loginPhase(gatehouse, silent);
+    const { rows, latency, main } = await loginPhase(gatehouse, silent);
     const share = (rows[1] as Row).ratio ?? 0;
     results.logins = { rows, latency, concurrency: LOGIN_CONCURRENCY };
     output.push(
@@ -616,9 +670,10 @@ try {
         `; other processes ${pct(latency.foreignCpu)}${latency.failures ? `; FAILURES ${latency.failures}` : ''}`,
     );
     if (rows.some((row) => row.failures) || latency.failures) failed = true;
+    await perfRound('login', main);
   }
   if (PHASES.includes('session')) {
-    const { rows, bodyBytes } = await sessionPhase(bare, gatehouse, silent);
+    const { rows, bodyBytes, main } = await sessionPhase(bare, gatehouse, silent);
     const share = (rows[1] as Row).ratio ?? 0;
     results.session = { rows, bodyBytes, connections: CONNECTIONS };
     output.push(
@@ -626,9 +681,10 @@ try {
         `GET /v1/me / bare = ${(share * 100).toFixed(1)}% (target >= ${TARGETS.sessionShareOfBare * 100}%): ${share >= TARGETS.sessionShareOfBare ? 'met' : 'NOT met'}`,
     );
     if (rows.some((row) => row.failures)) failed = true;
+    await perfRound('session', main);
   }
   if (PHASES.includes('refresh')) {
-    const { rows } = await refreshPhase(bare, gatehouse, silent);
+    const { rows, main } = await refreshPhase(bare, gatehouse, silent);
     const rate = (rows[1] as Row).perSecond;
     results.refresh = { rows, clients: REFRESH_CLIENTS };
     output.push(
@@ -637,7 +693,9 @@ try {
         `${(((rows[1] as Row).ratio ?? 0) * 100).toFixed(1)}% of bare`,
     );
     if (rows.some((row) => row.failures)) failed = true;
+    await perfRound('refresh', main);
   }
+  if (PERF) results.perf = perfResults;
   if (CPU_PROF) {
     const profiles: Record<string, ProfileSummary> = {};
     if (PHASES.includes('login'))
@@ -674,6 +732,7 @@ if (env.BENCH_RESULTS_JSON) {
         startedAt: startedAt.toISOString(),
         finishedAt: new Date().toISOString(),
         options: {
+          PERF,
           ROUNDS,
           DURATION_S,
           WARMUP_S,

@@ -1,6 +1,6 @@
 // The same-run baseline of the HTTP suite: Fastify with one /healthz route and none of
 // Gatehouse's middleware. Profiling variants (BENCH_VARIANT) isolate what each layer costs:
-//   helmet  bare + Gatehouse's security-header plugin, with Gatehouse's settings
+//   headers  bare + Gatehouse's response-header hook (security headers, request id)
 //   shell   Gatehouse's whole HTTP shell (src/http/server.ts, logging per GATEHOUSE_LOG_LEVEL)
 //           and its health routes, but no database or state store in the process
 // Started by bench/lib/http-suite.ts.
@@ -25,9 +25,9 @@ async function build(): Promise<FastifyInstance> {
     return server;
   }
   const server = Fastify({ logger: false });
-  if (variant === 'helmet') {
-    const { registerSecurityHeaders } = await import('../../src/http/security-headers.ts');
-    await registerSecurityHeaders(server, false);
+  if (variant === 'headers') {
+    const { registerResponseHeaders } = await import('../../src/http/security-headers.ts');
+    registerResponseHeaders(server, false);
   } else if (variant !== 'bare') {
     throw new Error(`unknown BENCH_VARIANT ${variant}`);
   }

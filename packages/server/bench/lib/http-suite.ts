@@ -34,7 +34,7 @@ export interface HttpSuiteOptions extends LoadOptions {
   /** Longest wait, over the whole suite, for other work on the machine to calm down before rounds. */
   quietBudgetS: number;
   /**
-   * Adds rows that split the cost (first backend only): bare Fastify + helmet, Gatehouse's HTTP
+   * Adds rows that split the cost (first backend only): bare Fastify + security headers, Gatehouse's HTTP
    * shell without storage, Gatehouse with logging off.
    */
   profile: boolean;
@@ -138,7 +138,7 @@ function log(line: string): void {
 
 const VARIANT_NAMES = {
   bare: 'bare Fastify',
-  helmet: 'bare Fastify + helmet',
+  headers: 'bare Fastify + security headers',
   shell: 'HTTP shell, no storage',
 } as const;
 
@@ -365,7 +365,7 @@ export async function runHttpSuite(options: HttpSuiteOptions): Promise<HttpSuite
   try {
     const baselines = [await startBare('bare', cleanups)];
     if (options.profile)
-      baselines.push(await startBare('helmet', cleanups), await startBare('shell', cleanups));
+      baselines.push(await startBare('headers', cleanups), await startBare('shell', cleanups));
     for (const [index, backend] of backends().entries()) {
       if (interruption.requested) break;
       try {

@@ -1,6 +1,7 @@
 import { createGatehouse } from '../app.ts';
 import { roleHasHolders } from '../authz/authz-store.ts';
 import { loadConfig } from '../config/config.ts';
+import { flushLogs } from '../logging/logger.ts';
 import type { Command } from './commands.ts';
 
 export const startCommand: Command = {
@@ -21,9 +22,13 @@ export const startCommand: Command = {
       stopping = true;
       logger.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
       gatehouse.close().then(
-        () => process.exit(0),
+        () => {
+          flushLogs(logger);
+          process.exit(0);
+        },
         (error) => {
           logger.error({ err: error }, 'error during shutdown');
+          flushLogs(logger);
           process.exit(1);
         },
       );

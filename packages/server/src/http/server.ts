@@ -1,12 +1,12 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.ts';
-import type { Logger } from '../logging/logger.ts';
+import { createUnredactedSibling, type Logger } from '../logging/logger.ts';
 import { registerJsonBodyParser } from './json-body.ts';
 import { registerOpenApi } from './openapi.ts';
 import { handleError, sendProblem } from './problem.ts';
-import { AccessLogController, registerRequestContext, requestId } from './request-context.ts';
-import { registerSecurityHeaders } from './security-headers.ts';
+import { AccessLogController, requestId } from './request-context.ts';
+import { registerResponseHeaders } from './security-headers.ts';
 import { validatorCompiler } from './validation.ts';
 
 export type HttpServer = FastifyInstance;
@@ -19,7 +19,7 @@ export type HttpServer = FastifyInstance;
 export async function createHttpServer(config: Config, logger: Logger): Promise<HttpServer> {
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new AccessLogController(),
+    logController: new AccessLogController(createUnredactedSibling(logger)),
     genReqId: requestId,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
@@ -37,8 +37,7 @@ export async function createHttpServer(config: Config, logger: Logger): Promise<
   server.removeContentTypeParser('text/plain');
   registerJsonBodyParser(server);
 
-  registerRequestContext(server);
-  await registerSecurityHeaders(server, config.secureTransport);
+  registerResponseHeaders(server, config.secureTransport);
   await server.register(cors, {
     origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
     credentials: true,
