@@ -5,7 +5,7 @@ import { createUnredactedSibling, type Logger } from '../logging/logger.ts';
 import { registerJsonBodyParser } from './json-body.ts';
 import { registerOpenApi } from './openapi.ts';
 import { handleError, sendProblem } from './problem.ts';
-import { AccessLogController, requestId } from './request-context.ts';
+import { AccessLogController, lazyChildLogger, requestId } from './request-context.ts';
 import { registerResponseHeaders } from './security-headers.ts';
 import { validatorCompiler } from './validation.ts';
 
@@ -20,6 +20,8 @@ export async function createHttpServer(config: Config, logger: Logger): Promise<
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new AccessLogController(createUnredactedSibling(logger)),
+    childLoggerFactory: (parent, bindings, options) =>
+      lazyChildLogger(parent, bindings, options as Record<string, unknown>),
     genReqId: requestId,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
