@@ -18,16 +18,19 @@
 // BENCH_CONNECTIONS (50, GET routes), BENCH_LOGIN_CONCURRENCY (16), BENCH_REFRESH_CLIENTS (32),
 // BENCH_QUIET_WAIT (30: longest total wait for busy cores to calm down before the phases),
 // BENCH_AUTH_PHASES (login,session,refresh); BENCH_PROFILE=1: extra rows that split the cost
-// (log level silent; /v1/me with a Bearer token; /v1/me/sessions); BENCH_CPU_PROF=1: after the
+// (log level silent; /v1/me with a Bearer token; /v1/me/sessions) and a probe of PostgreSQL
+// commit latency during the login-latency rounds; BENCH_CPU_PROF=1: after the
 // rounds, one more Gatehouse per phase under --cpu-prof and a summary of where its main thread's
 // time goes (profiling slows the server: those figures are not results); BENCH_PERF=1: one more
 // round per phase under Linux `perf record` (on-CPU samples of all the server's threads, kernel
 // included), split by what the work was for.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runRawArgon2 } from './lib/auth-argon2.ts';
 import { type ClientLoadResult, runClientLoad } from './lib/auth-client-load.ts';
+import { startCommitProbe } from './lib/auth-commit-probe.ts';
 import {
   cpuDelta,
   foreignShare,
@@ -107,6 +110,17 @@ if (!env.DATABASE_URL) {
 const DATABASE_URL = env.DATABASE_URL;
 const REDIS_URL = env.REDIS_URL || undefined;
 
+/** The commit measured (and whether the tree had changes): the code moves fast. */
+function gitCommit(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.'], { encoding: 'utf8' }).trim();
+    return dirty ? `${commit} + uncommitted changes` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
 // bench/run.ts starts scripts on the server core; this one only orchestrates, so it moves to the
 // load core and leaves core 0 to the measured processes.
 const pinning = checkPinning();
@@ -116,6 +130,7 @@ const machine = {
   memoryGb: Math.round(totalmem() / 2 ** 30),
   kernel: release(),
   node: process.version,
+  commit: gitCommit(),
   pinning: pinning.enabled ? 'server taskset -c 0, load generator taskset -c 1' : `off: ${pinning.warning}`,
 };
 pinSelf();
@@ -129,6 +144,12 @@ interface Measured {
   failures: number;
   /** Set by targets that measure their own CPU (the raw argon2 process). */
   cpu?: number;
+  /**
+   * autocannon: how long the load ran. Its whole run counts (start-up included, when the server
+   * idles), so CPU shares are divided by this rather than by the wall time: an upper bound, as
+   * in the http suite.
+   */
+  loadSeconds?: number;
   detail?: unknown;
 }
 
@@ -156,6 +177,8 @@ interface Target {
   process?: Running;
   /** durationS: the warm-up passes WARMUP_S; rounds leave it to DURATION_S. */
   run: (window: Window, durationS?: number) => Promise<Measured>;
+  /** run() reports its measured window (after logins and warm-up); otherwise the whole run counts. */
+  windowed?: boolean;
 }
 
 interface Snapshot {
@@ -178,7 +201,7 @@ function snapshot(pid: number | undefined): Snapshot {
   };
 }
 
-/** One round; CPU is read over the target's measured window (autocannon: its whole run). */
+/** One round; CPU is read over the target's measured window (autocannon: its whole run, see loadSeconds). */
 async function measure(target: Target): Promise<Sample> {
   const pid = target.process?.child.pid;
   let start = snapshot(pid);
@@ -188,7 +211,7 @@ async function measure(target: Target): Promise<Sample> {
     else end = snapshot(pid);
   });
   end ??= snapshot(pid);
-  const seconds = (end.at - start.at) / 1000;
+  const seconds = result.loadSeconds ?? (end.at - start.at) / 1000;
   const share = (a: number | null, b: number | null) =>
     a === null || b === null ? null : Math.round(((b - a) / seconds) * 100) / 100;
   const serverCpu = result.cpu ?? share(start.cpu, end.cpu);
@@ -210,8 +233,9 @@ async function measure(target: Target): Promise<Sample> {
   };
 }
 
-function fromAutocannon(result: LoadResult): Measured {
+function fromAutocannon(result: LoadResult, durationS = DURATION_S): Measured {
   return {
+    loadSeconds: durationS,
     perSecond: result.requestsPerSecond,
     latencyP50: result.latencyP50,
     latencyP99: result.latencyP99,
@@ -221,6 +245,8 @@ function fromAutocannon(result: LoadResult): Measured {
 
 interface ClientDetail {
   ok: number;
+  slowBursts: ClientLoadResult['slowBursts'];
+  windowOpenedAt: string;
   failureKinds: Record<string, number>;
   latencyP90: number;
   latencyMax: number;
@@ -229,6 +255,8 @@ interface ClientDetail {
 function fromClients(result: ClientLoadResult): Measured {
   const detail: ClientDetail = {
     ok: result.ok,
+    slowBursts: result.slowBursts,
+    windowOpenedAt: new Date(result.windowOpenedAt).toISOString(),
     failureKinds: result.failureKinds,
     latencyP90: result.latencyP90,
     latencyMax: result.latencyMax,
@@ -345,11 +373,13 @@ const loginTarget = (name: string, server: Running): Target => ({
         headers: { 'content-type': 'application/json' },
         body: loginBody,
       }),
+      durationS,
     ),
 });
 
 const rawArgon2Target: Target = {
   name: `raw argon2id verify, ${LOGIN_CONCURRENCY} in flight`,
+  windowed: true,
   run: async (window, durationS = DURATION_S) => {
     const result = await runRawArgon2({ concurrency: LOGIN_CONCURRENCY, warmupS: 0.5, durationS }, window);
     return {
@@ -374,6 +404,7 @@ const getTarget = (
   run: async (_window, durationS) =>
     fromAutocannon(
       await runRequestLoad(`${server.origin}${path}`, loadOptions(CONNECTIONS, durationS), { headers }),
+      durationS,
     ),
 });
 
@@ -381,12 +412,13 @@ const bareTarget = (bare: Running): Target => ({
   name: 'bare Fastify GET /healthz',
   process: bare,
   run: async (_window, durationS) =>
-    fromAutocannon(await runLoad(`${bare.origin}/healthz`, loadOptions(CONNECTIONS, durationS))),
+    fromAutocannon(await runLoad(`${bare.origin}/healthz`, loadOptions(CONNECTIONS, durationS)), durationS),
 });
 
 const refreshTarget = (name: string, server: Running): Target => ({
   name,
   process: server,
+  windowed: true,
   run: async (window, durationS = DURATION_S) =>
     fromClients(
       await runClientLoad(
@@ -415,9 +447,16 @@ interface LatencyResult {
   p99OverP50: number;
   failures: number;
   foreignCpu: number;
+  /** Profile mode only: slow commits seen by a probe, next to the bursts of slow logins. */
+  commitProbe?: {
+    commits: number;
+    slowCommits: number;
+    maxCommitMs: number;
+    bursts: (ClientLoadResult['slowBursts'][number] & { at: string; slowCommitsNearby: number[] })[];
+  };
 }
 
-async function loginPhase(gatehouse: Running, silent: Running | undefined) {
+async function loginPhase(setup: GatehouseSetup, gatehouse: Running, silent: Running | undefined) {
   const targets = [rawArgon2Target, loginTarget('Gatehouse POST /v1/auth/login', gatehouse)];
   if (silent) targets.push(loginTarget('Gatehouse, log silent', silent));
   const rows = await rounds('logins', targets);
@@ -430,6 +469,7 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
   const latencyTarget: Target = {
     name: `login at ${rate}/s`,
     process: gatehouse,
+    windowed: true,
     run: async (window, durationS = LATENCY_DURATION_S) =>
       fromClients(
         await runClientLoad(
@@ -439,6 +479,8 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
       ),
   };
   const latencyRounds: Sample[] = [];
+  // Profile mode: are bursts of slow logins slow commits? (the probe adds 50 small commits/s)
+  const probe = PROFILE ? await startCommitProbe(setup.databaseUrl, setup.schema) : undefined;
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
     const sample = await measure(latencyTarget);
     latencyRounds.push(sample);
@@ -446,12 +488,34 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
     log(
       `[auth] login latency round ${round}/${LATENCY_ROUNDS} at ${rate}/s: ${detail.ok} ok  p50 ${sample.latencyP50} ms` +
         `  p90 ${detail.latencyP90} ms  p99 ${sample.latencyP99} ms  max ${detail.latencyMax} ms` +
+        `  slow (>3x p50): ${detail.slowBursts.map((b) => `${b.count} at ${b.atMs} ms (max ${b.maxMs})`).join(', ') || 'none'}` +
         `  server CPU ${sample.serverCpu ?? '?'}  other on core 0 ${sample.otherCpuCore0 ?? '?'}` +
         `${sample.foreignCpu >= 0.05 ? `  OTHER PROCESSES ${sample.foreignCpu} (${sample.foreignTop.join(', ')})` : ''}` +
         `${sample.failures ? `  FAILURES ${sample.failures} ${JSON.stringify(detail.failureKinds)}` : ''}`,
     );
   }
   const details = latencyRounds.map((sample) => sample.detail as ClientDetail);
+  let commits: LatencyResult['commitProbe'];
+  if (probe) {
+    const { commits: made, slow } = await probe.stop();
+    const bursts = details.flatMap((detail) =>
+      detail.slowBursts.map((burst) => {
+        const from = Date.parse(detail.windowOpenedAt) + burst.atMs;
+        const near = slow.filter((c) => c.at + c.ms >= from - 300 && c.at <= from + burst.spanMs + 300);
+        return { ...burst, at: new Date(from).toISOString(), slowCommitsNearby: near.map((c) => c.ms) };
+      }),
+    );
+    commits = {
+      commits: made,
+      slowCommits: slow.length,
+      maxCommitMs: Math.max(0, ...slow.map((c) => c.ms)),
+      bursts,
+    };
+    log(
+      `[auth] commit probe: ${made} commits, ${slow.length} over 25 ms (max ${commits.maxCommitMs} ms); ` +
+        `slow-login bursts with a slow commit within 300 ms: ${bursts.filter((b) => b.slowCommitsNearby.length).length} of ${bursts.length}`,
+    );
+  }
   const latency: LatencyResult = {
     ratePerSecond: rate,
     rounds: latencyRounds,
@@ -462,6 +526,7 @@ async function loginPhase(gatehouse: Running, silent: Running | undefined) {
     p99OverP50: 0,
     failures: latencyRounds.reduce((sum, r) => sum + r.failures, 0),
     foreignCpu: median(latencyRounds.map((r) => r.foreignCpu)),
+    ...(commits ? { commitProbe: commits } : {}),
   };
   latency.p99OverP50 = Math.round((latency.latencyP99 / latency.latencyP50) * 100) / 100;
   return { rows, latency, main: targets[1] as Target };
@@ -612,6 +677,15 @@ const perfResults: Record<string, { sample: Sample; summary: PerfSummary }> = {}
 const output: string[] = [];
 let failed = false;
 const setup = gatehouseSetup(DATABASE_URL, REDIS_URL);
+// Run directly and interrupted: stop what we started and drop the schema before leaving.
+// (Under bench/run.ts a Ctrl-C SIGKILLs this script; its schema then stays behind: bench_*.)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`[auth] ${signal}: cleaning up`);
+    killAllChildren();
+    setup.destroy().finally(() => process.exit(130));
+  });
+}
 try {
   log(`[auth] schema ${setup.schema}; creating users`);
   // The first call migrates the fresh schema; the others may then run side by side.
@@ -631,13 +705,31 @@ try {
     if (!PERF) return;
     const dir = mkdtempSync(join(setup.env.GATEHOUSE_DATA_DIR ?? '/tmp', 'perf-'));
     try {
-      const stopPerf = startPerf(gatehouse.child.pid as number, join(dir, 'perf.data'));
+      // Recording covers the measured window only (not the logins that start a refresh round).
+      let stopPerf: (() => Promise<void>) | undefined;
+      const record = () => {
+        stopPerf ??= startPerf(gatehouse.child.pid as number, join(dir, 'perf.data'));
+      };
+      let stopped: Promise<void> | undefined;
+      const recorded: Target = {
+        ...target,
+        run: (window, durationS) =>
+          target.run((edge) => {
+            window(edge);
+            if (edge === 'start') record();
+            else stopped = stopPerf?.();
+          }, durationS),
+      };
       let sample: Sample;
       try {
-        await sleep(300);
-        sample = await measure(target);
+        if (!target.windowed) {
+          record();
+          await sleep(300);
+        }
+        sample = await measure(recorded);
       } finally {
-        await stopPerf();
+        await stopped;
+        await stopPerf?.();
       }
       const summary = summarisePerf(join(dir, 'perf.data'));
       perfResults[phase] = { sample, summary };
@@ -654,11 +746,12 @@ try {
   const header =
     `Gatehouse auth paths against PostgreSQL${REDIS_URL ? ' + Redis' : ' (state store in memory)'}; ` +
     `${machine.cpuModel ?? 'unknown CPU'}, ${machine.cpus} CPUs, Node ${machine.node}, load ${loadavg()[0]?.toFixed(1)}; ` +
+    `commit ${machine.commit}; ` +
     `${machine.pinning}\nmedians of ${ROUNDS} rounds x ${DURATION_S} s (warm-up ${WARMUP_S} s)`;
   output.push(header);
 
   if (PHASES.includes('login')) {
-    const { rows, latency, main } = await loginPhase(gatehouse, silent);
+    const { rows, latency, main } = await loginPhase(setup, gatehouse, silent);
     const share = (rows[1] as Row).ratio ?? 0;
     results.logins = { rows, latency, concurrency: LOGIN_CONCURRENCY };
     output.push(
@@ -667,7 +760,17 @@ try {
         `at half load (${latency.ratePerSecond}/s, open loop, medians of ${LATENCY_ROUNDS} x ${LATENCY_DURATION_S} s): ` +
         `p50 ${latency.latencyP50} ms, p90 ${latency.latencyP90} ms, p99 ${latency.latencyP99} ms, max ${latency.latencyMax} ms; ` +
         `p99 / p50 = ${latency.p99OverP50} (target <= ${TARGETS.p99OverP50}): ${latency.p99OverP50 <= TARGETS.p99OverP50 ? 'met' : 'NOT met'}` +
-        `; other processes ${pct(latency.foreignCpu)}${latency.failures ? `; FAILURES ${latency.failures}` : ''}`,
+        `; other processes ${pct(latency.foreignCpu)}${latency.failures ? `; FAILURES ${latency.failures}` : ''}` +
+        (latency.commitProbe
+          ? `\ncommit probe (50/s): ${latency.commitProbe.slowCommits} of ${latency.commitProbe.commits} commits over 25 ms, ` +
+            `max ${latency.commitProbe.maxCommitMs} ms; bursts of slow logins: ` +
+            (latency.commitProbe.bursts
+              .map(
+                (b) =>
+                  `${b.count} (max ${b.maxMs} ms) ${b.slowCommitsNearby.length ? `with commits of ${b.slowCommitsNearby.join('/')} ms` : 'no slow commit'}`,
+              )
+              .join('; ') || 'none')
+          : ''),
     );
     if (rows.some((row) => row.failures) || latency.failures) failed = true;
     await perfRound('login', main);

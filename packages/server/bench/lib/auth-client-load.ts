@@ -37,6 +37,10 @@ export interface ClientLoadResult {
   latencyP90: number;
   latencyP99: number;
   latencyMax: number;
+  /** Wall-clock time the window opened (ms since the epoch), to line bursts up with other logs. */
+  windowOpenedAt: number;
+  /** Bursts of responses slower than 3x the median (ms after the window opened). */
+  slowBursts: { atMs: number; spanMs: number; count: number; maxMs: number }[];
   windowS: number;
 }
 
@@ -101,6 +105,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
   const latencies: number[] = [];
+  /** [ms after the window opened, latency ms] of every counted response, to find stalls. */
+  const timeline: [number, number][] = [];
   const failureKinds: Record<string, number> = {};
   let ok = 0;
   let failures = 0;
@@ -119,6 +125,7 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     if (now >= windowStart && now < windowEnd) {
       ok++;
       latencies.push(now - sentAt);
+      timeline.push([Math.round(sentAt - windowStart), Math.round((now - sentAt) * 10) / 10]);
     }
   };
   const user = (i: number) => config.users[i % config.users.length] as { email: string; password: string };
@@ -188,6 +195,19 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
   }
 
   latencies.sort((a, b) => a - b);
+  // Responses slower than 3x the median, grouped into bursts (sent within 250 ms of each
+  // other): one burst of many slow responses is a stall (GC, a slow commit), not queueing.
+  const p50 = percentile(latencies, 50);
+  const bursts: ClientLoadResult['slowBursts'] = [];
+  for (const [at, latency] of timeline) {
+    if (latency <= 3 * p50) continue;
+    const last = bursts.at(-1);
+    if (last && at - (last.atMs + last.spanMs) <= 250) {
+      last.count++;
+      last.spanMs = at - last.atMs;
+      last.maxMs = Math.max(last.maxMs, latency);
+    } else bursts.push({ atMs: at, spanMs: 0, count: 1, maxMs: latency });
+  }
   return {
     mode: config.mode,
     perSecond: Math.round((ok / config.durationS) * 10) / 10,
@@ -198,6 +218,8 @@ async function generate(config: ClientLoadConfig): Promise<ClientLoadResult> {
     latencyP90: percentile(latencies, 90),
     latencyP99: percentile(latencies, 99),
     latencyMax: percentile(latencies, 100),
+    windowOpenedAt: Math.round(Date.now() - (performance.now() - windowStart)),
+    slowBursts: bursts,
     windowS: config.durationS,
   };
 }

@@ -25,11 +25,11 @@ export function startPerf(pid: number, file: string): () => Promise<void> {
     ['-c', String(LOAD_CPU), 'perf', 'record', '-F', '499', '-g', '-o', file, '-p', String(pid)],
     { stdio: 'ignore' },
   );
-  return async () => {
-    if (perf.exitCode !== null) return;
-    const exited = new Promise((resolve) => perf.once('exit', resolve));
-    perf.kill('SIGINT');
-    await exited;
+  const exited = new Promise<void>((resolve) => perf.once('exit', () => resolve()));
+  // perf writes its file on SIGINT and may exit by that signal (exitCode stays null): check both.
+  return () => {
+    if (perf.exitCode === null && perf.signalCode === null) perf.kill('SIGINT');
+    return exited;
   };
 }
 
