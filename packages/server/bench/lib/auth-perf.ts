@@ -52,14 +52,19 @@ export interface PerfSummary {
 
 // First match wins, so the order sets priority: a socket write issued by the PostgreSQL client
 // counts as PostgreSQL client work although Node's stream code and the kernel did it.
+// OpenSSL's assembly has no frame pointers, so its samples often carry no caller at all (or a
+// wrong one): crypto is recognised by OpenSSL's own symbols, first.
 const CATEGORIES: [string, RegExp][] = [
+  [
+    'crypto (OpenSSL, node:crypto, jose)',
+    /nistz256|ecdsa|EVP_|\bBN_|\bbn_|bin2bn|bn2bin|sha256_block|sha512_block|ossl_|CRYPTO_|node::crypto::|node:internal\/crypto|node_modules\/jose\/|src\/crypto\//i,
+  ],
   [
     'logging (pino)',
     /node_modules\/(pino|sonic-boom|@pinojs|thread-stream|pino-std-serializers)\/|src\/logging\//,
   ],
   ['PostgreSQL client (pg)', /node_modules\/(pg|pg-protocol|pg-pool|pg-types|postgres-[a-z]+|pgpass)\//],
   ['Redis client (ioredis)', /node_modules\/(ioredis|@ioredis|redis-parser|redis-errors)\//],
-  ['crypto', /node:internal\/crypto|node_modules\/jose\/|src\/crypto\/|src\/tokens\/jwt/],
   [
     'HTTP (node:http, Fastify and plugins)',
     /node:_http_|llhttp|http_parser|node_modules\/(fastify|find-my-way|@fastify|avvio|fast-json-stringify|secure-json-parse|helmet|ajv|light-my-request|fast-querystring|cookie)\//,
