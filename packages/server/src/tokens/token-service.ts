@@ -1,5 +1,5 @@
 import type { AuditLog, RequestMeta } from '../audit/audit-log.ts';
-import type { AuthzService } from '../authz/authz-service.ts';
+import type { AuthzService, UserAuthz } from '../authz/authz-service.ts';
 import { intersectScopes } from '../authz/permissions.ts';
 import type { AccessTokenService } from './access-tokens.ts';
 import type { RefreshTokenService } from './refresh-tokens.ts';
@@ -57,9 +57,11 @@ export class TokenService {
     audience: string,
     requested: string[] | undefined,
     sid: string,
+    /** The subject's roles and permissions when the caller has just read them (saves a query). */
+    known?: UserAuthz,
   ) {
     const [held, tokenVersion] = await Promise.all([
-      this.authz.getUserAuthz(userId),
+      known ?? this.authz.getUserAuthz(userId),
       this.revocation.currentVersion(userId),
     ]);
     const scope = requested ? intersectScopes(requested, held.permissions) : held.permissions;
@@ -93,6 +95,7 @@ export class TokenService {
       grant.audience,
       scope,
       family.familyId,
+      held,
     );
     this.audit.record({
       type: 'token.issued',
