@@ -6,6 +6,7 @@ import { AuthzService } from './authz/authz-service.ts';
 import { insertUserRoles, selectRoleIds } from './authz/authz-store.ts';
 import type { AuthenticationResult } from './authz/principal.ts';
 import { type Authorization, createAuthorization } from './authz/require-permission.ts';
+import { UserAuthzCache } from './authz/user-authz-cache.ts';
 import { accountMail } from './identity/account-mail.ts';
 import { IdentityService } from './identity/identity-service.ts';
 import { PasswordHasher } from './identity/passwords/password-hasher.ts';
@@ -102,8 +103,13 @@ export function createServices(ctx: AppContext): Services {
     onPermissionsReduced: async (userIds, reason) => {
       for (const userId of userIds) await revocation.bumpUserVersion(userId, reason);
     },
+    onChanged: (userIds): Promise<void> => sessionAuthz.invalidate(userIds),
   });
-  const tokenService = new TokenService({ accessTokens, refreshTokens, revocation, authz, audit });
+  const sessionAuthz: UserAuthzCache = new UserAuthzCache(authz, state, {
+    ttlMs: config.sessionCacheSeconds * 1000,
+    versionOf: (userId) => revocation.knownVersion(userId),
+  });
+  const tokenService = new TokenService({ accessTokens, refreshTokens, revocation, db, audit });
   sessions.onRevoked((sessionIds, _userId, reason) => tokenService.revokeForSessions(sessionIds, reason));
 
   const identity = new IdentityService({
@@ -121,6 +127,8 @@ export function createServices(ctx: AppContext): Services {
       verifyTokenSeconds: 24 * 3600,
       resetTokenSeconds: 30 * 60,
     },
+    state,
+    profileCacheSeconds: config.sessionCacheSeconds,
     onUserCreated: async (tx, userId) => {
       const ids = await selectRoleIds(tx, DEFAULT_ROLES);
       await insertUserRoles(tx, userId, [...ids.values()], null);
@@ -131,7 +139,7 @@ export function createServices(ctx: AppContext): Services {
   const authenticate = createAuthenticator({
     sessions,
     accessTokens,
-    authz,
+    sessionAuthz,
     sessionCookieName: cookies.sessionName,
     audience,
   });
@@ -160,8 +168,12 @@ export function createServices(ctx: AppContext): Services {
       await keys.start();
       await revocation.start();
       await sessions.start();
+      await sessionAuthz.start();
+      await identity.start();
     },
     async stop() {
+      await identity.stop();
+      await sessionAuthz.stop();
       await sessions.stop();
       await revocation.stop();
       keys.stop();

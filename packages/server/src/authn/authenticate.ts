@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import type { AuthzService } from '../authz/authz-service.ts';
 import type { AuthenticationResult } from '../authz/principal.ts';
+import type { UserAuthzCache } from '../authz/user-authz-cache.ts';
 import type { SessionService } from '../sessions/session-service.ts';
 import type { AccessTokenService } from '../tokens/access-tokens.ts';
 import { InvalidTokenError } from '../tokens/jwt.ts';
@@ -15,7 +15,8 @@ const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
 export function createAuthenticator(deps: {
   sessions: SessionService;
   accessTokens: AccessTokenService;
-  authz: AuthzService;
+  /** Roles and permissions of a cookie's user (cached; tokens carry their own). */
+  sessionAuthz: UserAuthzCache;
   sessionCookieName: string;
   audience: string;
 }): (request: FastifyRequest) => Promise<AuthenticationResult> {
@@ -48,7 +49,7 @@ export function createAuthenticator(deps: {
     if (!cookie) return { outcome: 'missing' };
     const session = await deps.sessions.validate(cookie);
     if (!session) return { outcome: 'invalid', reason: 'session_invalid' };
-    const { roles, permissions } = await deps.authz.getUserAuthz(session.userId);
+    const { roles, permissions } = await deps.sessionAuthz.get(session.userId);
     return {
       outcome: 'authenticated',
       principal: {

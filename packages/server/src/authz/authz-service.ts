@@ -71,9 +71,14 @@ export interface UpdateRoleInput {
 /** Revokes the live tokens of users whose roles or permissions shrank (the token service bumps their epoch). */
 export type PermissionsReducedHook = (userIds: string[], reason: string) => Promise<void>;
 
+/** Any committed change to who holds what: `userIds` affected, or null when a role changed for all its holders. */
+export type AuthzChangedHook = (userIds: string[] | null) => Promise<void>;
+
 export interface AuthzServiceOptions {
   audit: AuditLog;
   onPermissionsReduced: PermissionsReducedHook;
+  /** Caches of users' roles (the session principal) drop what changed. */
+  onChanged?: AuthzChangedHook;
 }
 
 export const ROLE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -148,11 +153,13 @@ export class AuthzService {
   private readonly db: Database;
   private readonly audit: AuditLog;
   private readonly onPermissionsReduced: PermissionsReducedHook;
+  private readonly onChanged: AuthzChangedHook;
 
   constructor(db: Database, options: AuthzServiceOptions) {
     this.db = db;
     this.audit = options.audit;
     this.onPermissionsReduced = options.onPermissionsReduced;
+    this.onChanged = options.onChanged ?? (async () => {});
   }
 
   /** A user's role names and effective permissions (union over roles), both sorted; one query. */
@@ -252,6 +259,7 @@ export class AuthzService {
 
     const { before, updated, rename, describe, added, removed, affected } = outcome;
     if (!updated) throw notFoundRole(rename ?? name);
+    if (rename !== undefined || added.length > 0 || removed.length > 0) await this.onChanged(null);
     if (rename !== undefined || describe || added.length > 0 || removed.length > 0) {
       this.record('role.updated', actorId, null, meta, {
         role: before.name,
@@ -282,6 +290,7 @@ export class AuthzService {
       }
       return { role, holders: await deleteRoleRow(tx, role.id) };
     });
+    if (holders.length > 0) await this.onChanged(holders);
     this.record('role.deleted', actorId, null, meta, {
       role: role.name,
       permissions: role.permissions,
@@ -317,6 +326,7 @@ export class AuthzService {
       return insertUserRoles(tx, userId, [roleId], actorId);
     });
     if (granted.length === 0) return false;
+    await this.onChanged([userId]);
     this.record('role.assigned', actorId, userId, meta, { role: roleName });
     return true;
   }
@@ -338,6 +348,7 @@ export class AuthzService {
         throw new DomainError('not-found', `The user does not hold the role ${JSON.stringify(roleName)}`);
       }
     });
+    await this.onChanged([userId]);
     this.record('role.removed', actorId, userId, meta, { role: roleName });
     await this.onPermissionsReduced([userId], `role ${roleName} removed`);
   }
@@ -367,6 +378,7 @@ export class AuthzService {
       const added = await insertUserRoles(tx, userId, roleIds, actorId);
       return { added, removed };
     });
+    if (added.length > 0 || removed.length > 0) await this.onChanged([userId]);
     for (const role of added) this.record('role.assigned', actorId, userId, meta, { role });
     for (const role of removed) this.record('role.removed', actorId, userId, meta, { role });
     if (removed.length > 0) await this.onPermissionsReduced([userId], `roles ${removed.join(', ')} removed`);

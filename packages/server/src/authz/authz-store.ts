@@ -52,21 +52,31 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 /** The token hot path: a user's role names and the union of their permissions, in one query. */
+/**
+ * The select list for "what user $1 holds": role names and the union of their permissions.
+ * Shared with the token service's one-round-trip read of a token's subject.
+ */
+export const USER_AUTHZ_COLUMNS = `coalesce((SELECT array_agg(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                      WHERE ur.user_id = $1), '{}') AS roles,
+            coalesce((SELECT array_agg(DISTINCT rp.permission) FROM user_roles ur
+                        JOIN role_permissions rp ON rp.role_id = ur.role_id
+                      WHERE ur.user_id = $1), '{}') AS permissions`;
+
+export interface UserAuthzRow {
+  roles: string[];
+  permissions: string[];
+}
+
+export function toUserAuthz(row: UserAuthzRow | undefined): { roles: string[]; permissions: string[] } {
+  return { roles: uniqueSorted(row?.roles ?? []), permissions: uniqueSorted(row?.permissions ?? []) };
+}
+
 export async function selectUserAuthz(
   db: Queryable,
   userId: string,
 ): Promise<{ roles: string[]; permissions: string[] }> {
-  const { rows } = await db.query<{ roles: string[]; permissions: string[] }>(
-    `SELECT coalesce(array_agg(DISTINCT r.name), '{}') AS roles,
-            coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}') AS permissions
-       FROM user_roles ur
-       JOIN roles r ON r.id = ur.role_id
-       LEFT JOIN role_permissions rp ON rp.role_id = ur.role_id
-      WHERE ur.user_id = $1`,
-    [userId],
-  );
-  const row = rows[0];
-  return { roles: uniqueSorted(row?.roles ?? []), permissions: uniqueSorted(row?.permissions ?? []) };
+  const { rows } = await db.query<UserAuthzRow>(`SELECT ${USER_AUTHZ_COLUMNS}`, [userId]);
+  return toUserAuthz(rows[0]);
 }
 
 export async function selectRoles(db: Queryable): Promise<RoleRecord[]> {

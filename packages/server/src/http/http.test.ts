@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Type } from 'typebox';
 import { backends, startTestGatehouse, type TestGatehouse } from '../../test/support/backends.ts';
-import { createLogger } from '../logging/logger.ts';
+import { createLogger, flushLogs } from '../logging/logger.ts';
 import { PROBLEM_BASE } from './problem.ts';
 
 const backend = backends()[0] as NonNullable<ReturnType<typeof backends>[0]>;
@@ -217,9 +217,17 @@ describe('HTTP shell: https deployments and logs', () => {
         { body: { password: 'pw-SECRET-5', client_secret: 'cs-SECRET-6' } },
         'domain log',
       );
+      flushLogs(gatehouse.logger); // the access log batches lines per event-loop turn
       const text = lines.join('');
       assert.ok(!/SECRET/.test(text), text);
-      const access = lines.map((l) => JSON.parse(l)).find((entry) => entry.msg === 'request');
+      const entries = text
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line));
+      const access = entries.find((entry) => entry.msg === 'request');
+      assert.equal(access.level, 30);
+      assert.match(access.time, /^\d{4}-\d\d-\d\dT/);
+      assert.equal(access.service, 'gatehouse');
       assert.equal(access.request_id, 'req-log-1');
       assert.equal(access.status, 200);
       assert.match(access.url, /page=3/);

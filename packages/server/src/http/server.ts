@@ -1,15 +1,27 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.ts';
-import { createUnredactedSibling, type Logger } from '../logging/logger.ts';
+import type { Logger } from '../logging/logger.ts';
 import { registerJsonBodyParser } from './json-body.ts';
 import { registerOpenApi } from './openapi.ts';
 import { handleError, sendProblem } from './problem.ts';
-import { AccessLogController, lazyChildLogger, requestId } from './request-context.ts';
+import {
+  AccessLogController,
+  type CompletionListener,
+  lazyChildLogger,
+  requestId,
+} from './request-context.ts';
 import { registerResponseHeaders } from './security-headers.ts';
 import { validatorCompiler } from './validation.ts';
 
 export type HttpServer = FastifyInstance;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Runs `listener` once per finished request, on every route (metrics); cheaper than an onResponse hook. */
+    onRequestCompleted(listener: CompletionListener): void;
+  }
+}
 
 /**
  * The HTTP shell shared by every domain: errors as problem+json, request ids, access logs,
@@ -17,9 +29,10 @@ export type HttpServer = FastifyInstance;
  * their routes as plugins afterwards.
  */
 export async function createHttpServer(config: Config, logger: Logger): Promise<HttpServer> {
+  const logController = new AccessLogController(logger);
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new AccessLogController(createUnredactedSibling(logger)),
+    logController,
     childLoggerFactory: (parent, bindings, options) =>
       lazyChildLogger(parent, bindings, options as Record<string, unknown>),
     genReqId: requestId,
@@ -30,6 +43,9 @@ export async function createHttpServer(config: Config, logger: Logger): Promise<
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
   });
 
+  server.decorate('onRequestCompleted', (listener: CompletionListener) =>
+    logController.onCompleted(listener),
+  );
   server.setValidatorCompiler(validatorCompiler);
   server.setErrorHandler(handleError);
   server.setNotFoundHandler((request, reply) =>

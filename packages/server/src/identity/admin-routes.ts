@@ -139,20 +139,17 @@ export const adminUserRoutes: FastifyPluginAsync<AdminUserRoutesOptions> = async
       };
       const actor = (request.principal as NonNullable<typeof request.principal>).userId;
       const meta = requestMeta(request);
-      const user = await identity.getUser(id);
+      await identity.getUser(id); // 404 before any change
       if (body.roles) await authz.setUserRoles(id, body.roles, actor);
-      if (body.emailVerified !== undefined && body.emailVerified !== user.email_verified) {
-        await users.setEmailVerified(db, id, body.emailVerified);
-        audit.record({
-          type: 'user.updated',
-          outcome: 'success',
-          actorId: actor,
-          subjectId: id,
-          ...meta,
-          details: { email_verified: body.emailVerified },
-        });
-      }
-      if (body.name !== undefined) await users.updateUserName(db, id, body.name?.trim() || null);
+      await identity.updateProfile(
+        id,
+        {
+          ...(body.emailVerified !== undefined ? { emailVerified: body.emailVerified } : {}),
+          ...(body.name !== undefined ? { name: body.name } : {}),
+        },
+        actor,
+        meta,
+      );
       if (body.status) await identity.setStatus(id, body.status, actor, meta);
       return withRoles(await identity.getUser(id));
     },

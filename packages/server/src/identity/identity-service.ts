@@ -1,8 +1,15 @@
 import type { AuditLog, RequestMeta } from '../audit/audit-log.ts';
 import { generateToken, hashToken } from '../crypto/random-token.ts';
 import { DomainError } from '../errors.ts';
-import type { AccountPolicies, AttemptThrottle, ThrottlePolicy } from '../ratelimit/attempt-throttle.ts';
+import type {
+  AccountPolicies,
+  AttemptThrottle,
+  ThrottlePolicy,
+  ThrottleVerdict,
+} from '../ratelimit/attempt-throttle.ts';
 import type { SessionService } from '../sessions/session-service.ts';
+import { BroadcastCache } from '../state/broadcast-cache.ts';
+import type { StateStore } from '../state/state-store.ts';
 import type { Database, Queryable } from '../storage/database.ts';
 import { isValidEmail, normalizeEmail } from './email-address.ts';
 import type { PasswordHasher } from './passwords/password-hasher.ts';
@@ -67,6 +74,10 @@ interface Dependencies {
   policies: AccountPolicies;
   sessions: SessionService;
   settings: IdentitySettings;
+  /** Carries profile-cache invalidations between processes. */
+  state: StateStore;
+  /** How long GET /v1/me may serve a profile without re-reading it (the session cache's lifetime). */
+  profileCacheSeconds: number;
   /** Runs inside the transaction that creates a user (grants the default roles). */
   onUserCreated: (tx: Queryable, userId: string) => Promise<void>;
 }
@@ -79,9 +90,26 @@ interface Dependencies {
 export class IdentityService {
   private readonly deps: Dependencies;
   private readonly credentialHooks: CredentialsChangedHook[] = [];
+  private readonly profiles: BroadcastCache<PublicUser>;
 
   constructor(deps: Dependencies) {
     this.deps = deps;
+    this.profiles = new BroadcastCache(deps.state, 'users.changed', {
+      ttlMs: deps.profileCacheSeconds * 1000,
+    });
+  }
+
+  start(): Promise<void> {
+    return this.profiles.start();
+  }
+
+  stop(): Promise<void> {
+    return this.profiles.stop();
+  }
+
+  /** Profile fields changed (status, verified, name): every process re-reads them. */
+  private profileChanged(userId: string): Promise<void> {
+    return this.profiles.invalidate([userId]);
   }
 
   onCredentialsChanged(hook: CredentialsChangedHook): void {
@@ -97,7 +125,7 @@ export class IdentityService {
     parts: string[],
     meta: RequestMeta,
     type: string,
-  ): Promise<void> {
+  ): Promise<ThrottleVerdict> {
     const verdict = await this.deps.throttle.check(policy, parts);
     if (!verdict.allowed) {
       this.deps.audit.record({
@@ -108,6 +136,7 @@ export class IdentityService {
       });
       throw rateLimited(verdict.retryAfterSeconds);
     }
+    return verdict;
   }
 
   private validEmail(raw: string): string {
@@ -218,8 +247,10 @@ export class IdentityService {
   async authenticate(input: { email: string; password: string }, meta: RequestMeta): Promise<users.UserRow> {
     const email = normalizeEmail(input.email);
     const ip = meta.ip ?? 'unknown';
-    await this.guard(this.deps.policies.loginAccountIp, [email, ip], meta, 'login.locked');
-    await this.guard(this.deps.policies.loginIp, [ip], meta, 'login.locked');
+    const [accountIp] = await Promise.all([
+      this.guard(this.deps.policies.loginAccountIp, [email, ip], meta, 'login.locked'),
+      this.guard(this.deps.policies.loginIp, [ip], meta, 'login.locked'),
+    ]);
 
     const password = normalizePassword(input.password);
     const user = isValidEmail(email) ? await users.findUserByEmail(this.deps.db, email) : undefined;
@@ -250,7 +281,9 @@ export class IdentityService {
       });
       throw new DomainError('unauthorized', INVALID_CREDENTIALS);
     }
-    await this.deps.throttle.reset(this.deps.policies.loginAccountIp, [email, ip]);
+    // Counters that were never started need no reset (the common case: one round trip saved).
+    if (accountIp.failures > 0)
+      await this.deps.throttle.reset(this.deps.policies.loginAccountIp, [email, ip]);
     this.deps.audit.record({
       type: 'login.succeeded',
       outcome: 'success',
@@ -263,6 +296,41 @@ export class IdentityService {
       await users.updatePasswordHash(this.deps.db, user.id, await this.deps.hasher.hash(password), false);
     }
     return user;
+  }
+
+  /**
+   * The public profile, served from a short per-process cache (GET /v1/me is on the path of
+   * every page load); every change below invalidates it on all processes.
+   */
+  getProfile(userId: string): Promise<PublicUser> {
+    return this.profiles.get(userId, async () => publicUser(await this.getUser(userId)));
+  }
+
+  /** Admin: corrects profile fields (name, verified flag); audited. */
+  async updateProfile(
+    userId: string,
+    changes: { name?: string | null; emailVerified?: boolean },
+    actorId: string,
+    meta: RequestMeta,
+  ): Promise<void> {
+    const user = await this.getUser(userId);
+    const verified = changes.emailVerified !== undefined && changes.emailVerified !== user.email_verified;
+    if (!verified && changes.name === undefined) return;
+    await this.deps.db.transaction(async (tx) => {
+      if (verified) await users.setEmailVerified(tx, userId, changes.emailVerified as boolean);
+      if (changes.name !== undefined) await users.updateUserName(tx, userId, changes.name?.trim() || null);
+    });
+    await this.profileChanged(userId);
+    if (verified) {
+      this.deps.audit.record({
+        type: 'user.updated',
+        outcome: 'success',
+        actorId,
+        subjectId: userId,
+        ...meta,
+        details: { email_verified: changes.emailVerified },
+      });
+    }
   }
 
   async getUser(userId: string): Promise<users.UserRow> {
@@ -388,6 +456,7 @@ export class IdentityService {
       return this.deps.sessions.revokeAll(user.id, 'password_reset', tx);
     });
     if (revoked === null) return this.badLink(meta, 'password.reset', user.id);
+    await this.profileChanged(user.id);
     await this.deps.sessions.announce(revoked, user.id, 'password_reset');
     await this.credentialsChanged(user.id, 'password_reset');
     this.deps.audit.record({
@@ -425,6 +494,7 @@ export class IdentityService {
       return id;
     });
     if (!userId) return this.badLink(meta, 'email.verified', null);
+    await this.profileChanged(userId);
     this.deps.audit.record({ type: 'email.verified', outcome: 'success', subjectId: userId, ...meta });
   }
 
@@ -471,6 +541,7 @@ export class IdentityService {
       await users.setUserStatus(tx, userId, status);
       return status === 'disabled' ? this.deps.sessions.revokeAll(userId, 'user_disabled', tx) : [];
     });
+    await this.profileChanged(userId);
     await this.deps.sessions.announce(revoked, userId, 'user_disabled');
     if (status === 'disabled') await this.credentialsChanged(userId, 'user_disabled');
     this.deps.audit.record({

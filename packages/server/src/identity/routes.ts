@@ -7,7 +7,7 @@ import { type CookieSettings, refreshCookieOptions, sessionCookieOptions } from 
 import type { SessionService } from '../sessions/session-service.ts';
 import { InvalidGrantError } from '../tokens/refresh-tokens.ts';
 import type { TokenResponse, TokenService } from '../tokens/token-service.ts';
-import { type IdentityService, publicUser } from './identity-service.ts';
+import type { IdentityService } from './identity-service.ts';
 import * as S from './schemas.ts';
 
 /** The client id of Gatehouse's own first-party API and dashboard. */
@@ -322,10 +322,10 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
     },
     async (request) => {
       const principal = principalOf(request);
-      const user = await identity.getUser(principal.userId);
+      const profile = await identity.getProfile(principal.userId);
       const access = principal.via === 'session' ? principal : await options.describeAccess(principal.userId);
       return {
-        ...publicUser(user),
+        ...profile,
         roles: access.roles,
         permissions: principal.via === 'session' ? access.permissions : principal.permissions,
       };

@@ -47,7 +47,7 @@ const plugin: FastifyPluginAsync<MetricsRoutesOptions> = async (server, { metric
   const expected = token ? sha256(token) : undefined;
 
   // Cheap: the route pattern and the elapsed time Fastify already tracks, one observe call.
-  server.addHook('onResponse', (request, reply, done) => {
+  server.onRequestCompleted((request, reply) => {
     metrics.httpDuration.observe(
       {
         method: request.method,
@@ -56,7 +56,6 @@ const plugin: FastifyPluginAsync<MetricsRoutesOptions> = async (server, { metric
       },
       reply.elapsedTime / 1000,
     );
-    done();
   });
 
   server.get(
@@ -92,7 +91,7 @@ const plugin: FastifyPluginAsync<MetricsRoutesOptions> = async (server, { metric
   );
 };
 
-// Like fastify-plugin: the onResponse hook must see every route, not only this plugin's.
+// Like fastify-plugin: registered on the root server, as the completion listener sees every route anyway.
 Object.assign(plugin, {
   [Symbol.for('skip-override')]: true,
   [Symbol.for('fastify.display-name')]: 'gatehouse-metrics',

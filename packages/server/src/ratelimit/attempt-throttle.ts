@@ -20,6 +20,8 @@ export interface ThrottleVerdict {
   allowed: boolean;
   /** Seconds until the next attempt is accepted, when not allowed. */
   retryAfterSeconds: number;
+  /** Failures counted in the current window: 0 means there is nothing to reset. */
+  failures: number;
 }
 
 function keyOf(policy: ThrottlePolicy, parts: string[]): string {
@@ -42,11 +44,11 @@ export class AttemptThrottle {
     const count = Number(failures ?? 0);
     if (count >= policy.lockAfter) {
       const ttl = (await this.state.ttl(`${key}:n`)) ?? 0;
-      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(ttl / 1000)), failures: count };
     }
     const wait = Number(nextAt ?? 0) - Date.now();
-    if (wait > 0) return { allowed: false, retryAfterSeconds: Math.ceil(wait / 1000) };
-    return { allowed: true, retryAfterSeconds: 0 };
+    if (wait > 0) return { allowed: false, retryAfterSeconds: Math.ceil(wait / 1000), failures: count };
+    return { allowed: true, retryAfterSeconds: 0, failures: count };
   }
 
   /** Counts a failure and schedules the delay the next attempt must wait. */

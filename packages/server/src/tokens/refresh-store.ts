@@ -28,7 +28,8 @@ export interface TokenStateRow extends FamilyRow {
 
 const FAMILY_COLUMNS = 'id, user_id, client_id, session_id, scope, audience, absolute_expires_at';
 
-export async function insertFamily(
+/** Inserts a family and its first token in one statement (one round trip, atomic without a transaction). */
+export async function insertFamilyWithToken(
   db: Queryable,
   family: {
     userId: string;
@@ -38,11 +39,18 @@ export async function insertFamily(
     audience: string;
     now: Date;
     absoluteExpiresAt: Date;
+    tokenHash: Buffer;
+    idleExpiresAt: Date;
   },
 ): Promise<string> {
   const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO refresh_families (user_id, client_id, session_id, scope, audience, created_at, absolute_expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+    `WITH family AS (
+       INSERT INTO refresh_families (user_id, client_id, session_id, scope, audience, created_at, absolute_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+     )
+     INSERT INTO refresh_tokens (token_hash, family_id, created_at, idle_expires_at)
+     SELECT $8, id, $6, $9 FROM family
+     RETURNING family_id AS id`,
     [
       family.userId,
       family.clientId,
@@ -51,19 +59,11 @@ export async function insertFamily(
       family.audience,
       family.now,
       family.absoluteExpiresAt,
+      family.tokenHash,
+      family.idleExpiresAt,
     ],
   );
   return (rows[0] as { id: string }).id;
-}
-
-export async function insertToken(
-  db: Queryable,
-  token: { hash: Buffer; familyId: string; now: Date; idleExpiresAt: Date },
-): Promise<void> {
-  await db.query(
-    'INSERT INTO refresh_tokens (token_hash, family_id, created_at, idle_expires_at) VALUES ($1, $2, $3, $4)',
-    [token.hash, token.familyId, token.now, token.idleExpiresAt],
-  );
 }
 
 /**

@@ -11,8 +11,7 @@ import {
   deleteExpiredFamilies,
   type FamilyRow,
   findTokenState,
-  insertFamily,
-  insertToken,
+  insertFamilyWithToken,
   revokeFamiliesBySession,
   revokeFamiliesByUser,
   revokeFamilyById,
@@ -146,12 +145,13 @@ export class RefreshTokenService {
     const absoluteExpiresAt = new Date(nowMs + this.#absoluteTtlMs);
     const expiresAt = new Date(Math.min(nowMs + this.#idleTtlMs, absoluteExpiresAt.getTime()));
     const { token, hash } = generateRefreshToken();
-    const create = async (q: Queryable): Promise<string> => {
-      const familyId = await insertFamily(q, { ...input, now, absoluteExpiresAt });
-      await insertToken(q, { hash, familyId, now, idleExpiresAt: expiresAt });
-      return familyId;
-    };
-    const familyId = tx ? await create(tx) : await this.#db.transaction(create);
+    const familyId = await insertFamilyWithToken(tx ?? this.#db, {
+      ...input,
+      now,
+      absoluteExpiresAt,
+      tokenHash: hash,
+      idleExpiresAt: expiresAt,
+    });
     return { familyId, refreshToken: token, expiresAt, absoluteExpiresAt };
   }
 

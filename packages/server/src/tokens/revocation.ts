@@ -230,6 +230,11 @@ export class RevocationService {
     return version;
   }
 
+  /** The user's token version as this process knows it (memory; raised by events and catch-up). */
+  knownVersion(userId: string): number {
+    return this.#versions.get(userId) ?? 0;
+  }
+
   /** The version to put in a new token's `ver`, read from the database (authoritative). */
   async currentVersion(userId: string): Promise<number> {
     if (!isUuid(userId)) return 0;

@@ -1,9 +1,11 @@
 import type { AuditLog, RequestMeta } from '../audit/audit-log.ts';
-import type { AuthzService, UserAuthz } from '../authz/authz-service.ts';
 import { intersectScopes } from '../authz/permissions.ts';
+import type { Database } from '../storage/database.ts';
+import { isUuid } from '../storage/ids.ts';
 import type { AccessTokenService } from './access-tokens.ts';
 import type { RefreshTokenService } from './refresh-tokens.ts';
 import type { RevocationService } from './revocation.ts';
+import { selectTokenSubject, type TokenSubject } from './subject-store.ts';
 
 /** The RFC 6749 §5.1 token response every grant answers with. */
 export interface TokenResponse {
@@ -34,21 +36,27 @@ export class TokenService {
   private readonly accessTokens: AccessTokenService;
   private readonly refreshTokens: RefreshTokenService;
   private readonly revocation: RevocationService;
-  private readonly authz: AuthzService;
+  private readonly db: Database;
   private readonly audit: AuditLog;
 
   constructor(deps: {
     accessTokens: AccessTokenService;
     refreshTokens: RefreshTokenService;
     revocation: RevocationService;
-    authz: AuthzService;
+    db: Database;
     audit: AuditLog;
   }) {
     this.accessTokens = deps.accessTokens;
     this.refreshTokens = deps.refreshTokens;
     this.revocation = deps.revocation;
-    this.authz = deps.authz;
+    this.db = deps.db;
     this.audit = deps.audit;
+  }
+
+  /** Read fresh from the database on every grant: a token must not outlive a role removal through a cache. */
+  private subject(userId: string): Promise<TokenSubject> {
+    if (!isUuid(userId)) return Promise.resolve({ roles: [], permissions: [], version: 0 });
+    return selectTokenSubject(this.db, userId);
   }
 
   private async accessToken(
@@ -57,13 +65,8 @@ export class TokenService {
     audience: string,
     requested: string[] | undefined,
     sid: string,
-    /** The subject's roles and permissions when the caller has just read them (saves a query). */
-    known?: UserAuthz,
+    held: TokenSubject,
   ) {
-    const [held, tokenVersion] = await Promise.all([
-      known ?? this.authz.getUserAuthz(userId),
-      this.revocation.currentVersion(userId),
-    ]);
     const scope = requested ? intersectScopes(requested, held.permissions) : held.permissions;
     const issued = await this.accessTokens.issue({
       subject: userId,
@@ -73,14 +76,14 @@ export class TokenService {
       sessionId: sid,
       roles: held.roles,
       permissions: scope,
-      tokenVersion,
+      tokenVersion: held.version,
     });
     return { ...issued, scope };
   }
 
   /** A new grant: a refresh family plus its first access token. */
   async issue(grant: GrantContext, meta: RequestMeta): Promise<TokenResponse> {
-    const held = await this.authz.getUserAuthz(grant.userId);
+    const held = await this.subject(grant.userId);
     const scope = grant.scope ? intersectScopes(grant.scope, held.permissions) : undefined;
     const family = await this.refreshTokens.createFamily({
       userId: grant.userId,
@@ -135,6 +138,7 @@ export class TokenService {
       family.audience,
       requested,
       family.id,
+      await this.subject(family.userId),
     );
     this.audit.record({
       type: 'token.refreshed',

@@ -495,6 +495,36 @@ for (const backend of backends()) {
         ])
           assert.ok(types.has(type), type);
       });
+      it('GET /v1/me with a cookie is served from caches, yet shows role, permission and profile changes at once', async () => {
+        const admin = await createUser(gh, { roles: ['admin'] });
+        const plain = await createUser(gh);
+        const adminClient = client();
+        await login(gh, adminClient, admin.email, admin.password);
+        const plainClient = client();
+        await login(gh, plainClient, plain.email, plain.password);
+        const me = async () => {
+          const response = await call(gh, plainClient, 'GET', '/v1/me');
+          assert.equal(response.statusCode, 200, response.body);
+          return response.json() as { name: string | null; roles: string[]; permissions: string[] };
+        };
+        assert.deepEqual((await me()).roles, ['user']);
+        assert.deepEqual((await me()).roles, ['user'], 'served twice (the second from the caches)');
+
+        const role = `cache-probe-${Date.now().toString(36)}`;
+        await gh.services.authz.createRole({ name: role, permissions: ['models:read'] }, admin.id);
+        await gh.services.authz.assignRole(plain.id, role, admin.id);
+        assert.deepEqual((await me()).roles, [role, 'user'].sort(), 'an added role shows at once');
+        await gh.services.authz.updateRole(role, { permissions: ['models:read', 'probe:run'] }, admin.id);
+        assert.ok((await me()).permissions.includes('probe:run'), 'a permission added to a held role');
+        await gh.services.authz.updateRole(role, { permissions: ['models:read'] }, admin.id);
+        assert.ok(!(await me()).permissions.includes('probe:run'), 'a removed permission goes at once');
+        await gh.services.authz.removeRole(plain.id, role, admin.id);
+        assert.deepEqual((await me()).roles, ['user'], 'a removed role goes at once');
+
+        const renamed = await call(gh, adminClient, 'PATCH', `/v1/admin/users/${plain.id}`, { name: 'Ada' });
+        assert.equal(renamed.statusCode, 200, renamed.body);
+        assert.equal((await me()).name, 'Ada', 'a profile change shows at once');
+      });
     });
 
     describe('audit trail', () => {
