@@ -53,14 +53,17 @@ function isUniqueViolation(error: unknown): boolean {
 
 /** The token hot path: a user's role names and the union of their permissions, in one query. */
 /**
- * The select list for "what user $1 holds": role names and the union of their permissions.
- * Shared with the token service's one-round-trip read of a token's subject.
+ * The select list for "what the user `userId` (an SQL expression) holds": role names and the
+ * union of their permissions. Shared with the token service, which reads it in the same
+ * statement as the rest of a grant.
  */
-export const USER_AUTHZ_COLUMNS = `coalesce((SELECT array_agg(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                      WHERE ur.user_id = $1), '{}') AS roles,
+export function userAuthzColumns(userId: string): string {
+  return `coalesce((SELECT array_agg(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                      WHERE ur.user_id = ${userId}), '{}') AS roles,
             coalesce((SELECT array_agg(DISTINCT rp.permission) FROM user_roles ur
                         JOIN role_permissions rp ON rp.role_id = ur.role_id
-                      WHERE ur.user_id = $1), '{}') AS permissions`;
+                      WHERE ur.user_id = ${userId}), '{}') AS permissions`;
+}
 
 export interface UserAuthzRow {
   roles: string[];
@@ -75,7 +78,7 @@ export async function selectUserAuthz(
   db: Queryable,
   userId: string,
 ): Promise<{ roles: string[]; permissions: string[] }> {
-  const { rows } = await db.query<UserAuthzRow>(`SELECT ${USER_AUTHZ_COLUMNS}`, [userId]);
+  const { rows } = await db.query<UserAuthzRow>(`SELECT ${userAuthzColumns('$1')}`, [userId]);
   return toUserAuthz(rows[0]);
 }
 

@@ -1,4 +1,4 @@
-import { generateToken, hashToken } from '../crypto/random-token.ts';
+import { generateToken, hashToken, hashTokenBase64 } from '../crypto/random-token.ts';
 import type { StateStore } from '../state/state-store.ts';
 import type { Database, Queryable } from '../storage/database.ts';
 import { describeDevice } from './device.ts';
@@ -89,15 +89,14 @@ export class SessionService {
   /** The session a cookie token stands for, or null when it is unknown, expired, revoked or its user disabled. */
   async validate(token: string): Promise<ValidSession | null> {
     if (token.length < 32 || token.length > 64) return null;
-    const hash = hashToken(token);
-    const key = hash.toString('base64');
+    const key = hashTokenBase64(token);
     const now = Date.now();
     const cached = this.cache.get(key);
     if (cached && cached.freshUntil > now) {
       this.touch(cached, now);
       return { sessionId: cached.sessionId, userId: cached.userId };
     }
-    const row = await store.findLiveSessionByHash(this.db, hash);
+    const row = await store.findLiveSessionByHash(this.db, Buffer.from(key, 'base64'));
     if (!row) {
       this.cache.delete(key);
       return null;

@@ -3,6 +3,7 @@
  * never `now()`), so expiry is decided by one clock that tests can move.
  */
 import type { Queryable } from '../storage/database.ts';
+import { type TokenSubjectRow, tokenSubjectColumns } from './subject-store.ts';
 
 export interface FamilyRow {
   id: string;
@@ -14,7 +15,7 @@ export interface FamilyRow {
   absolute_expires_at: Date;
 }
 
-export interface RotatedRow extends FamilyRow {
+export interface RotatedRow extends FamilyRow, TokenSubjectRow {
   /** Idle expiry of the successor token. */
   idle_expires_at: Date;
 }
@@ -71,6 +72,8 @@ export async function insertFamilyWithToken(
  * UPDATE makes a concurrent second use wait, then re-check `consumed_at IS NULL` and match
  * nothing, so however many processes race on one token, exactly one successor is created.
  * The client binding is part of the condition: a token presented by another client is not consumed.
+ * It also returns what the new access token needs (roles, permissions, token version): the
+ * whole rotation is one round trip.
  */
 export async function rotateToken(
   db: Queryable,
@@ -95,7 +98,7 @@ export async function rotateToken(
        RETURNING idle_expires_at
      )
      SELECT c.id, c.user_id, c.client_id, c.session_id, c.scope, c.audience, c.absolute_expires_at,
-            i.idle_expires_at
+            i.idle_expires_at, ${tokenSubjectColumns('c.user_id')}
        FROM consumed AS c CROSS JOIN inserted AS i`,
     [rotation.hash, rotation.successorHash, rotation.now, rotation.clientId, rotation.idleExpiresAt],
   );

@@ -3,7 +3,7 @@
  * a token that was already exchanged means two parties hold the family (RFC 9700 section
  * 4.14.2), so the whole family is revoked.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { AuditEvent, AuditLog, RequestMeta } from '../audit/audit-log.ts';
 import type { Database, Queryable } from '../storage/database.ts';
 import { isUuid } from '../storage/ids.ts';
@@ -18,6 +18,7 @@ import {
   rotateToken,
   type TokenStateRow,
 } from './refresh-store.ts';
+import { type TokenSubject, toTokenSubject } from './subject-store.ts';
 
 /** Lets secret scanners and people recognise a leaked Gatehouse refresh token. */
 export const REFRESH_TOKEN_PREFIX = 'ghr_';
@@ -108,6 +109,8 @@ export interface IssuedRefreshToken {
 
 export interface RotatedRefreshToken {
   family: RefreshFamily;
+  /** The family's user as the rotation statement read them, for the new access token. */
+  subject: TokenSubject;
   refreshToken: string;
   expiresAt: Date;
   absoluteExpiresAt: Date;
@@ -178,6 +181,7 @@ export class RefreshTokenService {
     if (rotated) {
       return {
         family: toFamily(rotated),
+        subject: toTokenSubject(rotated),
         refreshToken: successor.token,
         expiresAt: rotated.idle_expires_at,
         absoluteExpiresAt: rotated.absolute_expires_at,
@@ -307,7 +311,7 @@ export function generateRefreshToken(): { token: string; hash: Buffer } {
 }
 
 export function hashRefreshToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+  return hash('sha256', token, 'buffer');
 }
 
 function toFamily(row: FamilyRow): RefreshFamily {

@@ -1,4 +1,4 @@
-import { toUserAuthz, USER_AUTHZ_COLUMNS, type UserAuthzRow } from '../authz/authz-store.ts';
+import { toUserAuthz, type UserAuthzRow, userAuthzColumns } from '../authz/authz-store.ts';
 import type { Queryable } from '../storage/database.ts';
 
 /** What a new access token says about its subject. */
@@ -10,15 +10,25 @@ export interface TokenSubject {
   version: number;
 }
 
+export interface TokenSubjectRow extends UserAuthzRow {
+  version: number;
+}
+
+/** Roles, permissions and token version of `userId` (an SQL expression), as select-list columns. */
+export function tokenSubjectColumns(userId: string): string {
+  return `${userAuthzColumns(userId)},
+            coalesce((SELECT version FROM user_token_versions WHERE user_id = ${userId}), 0) AS version`;
+}
+
+export function toTokenSubject(row: TokenSubjectRow | undefined): TokenSubject {
+  return { ...toUserAuthz(row), version: row?.version ?? 0 };
+}
+
 /**
- * Roles, permissions and token version in one round trip: every grant and every refresh reads
- * them, and on the refresh path this read is half of the database work.
+ * Roles, permissions and token version in one round trip, for a new grant. (A refresh reads
+ * them in its rotation statement.)
  */
 export async function selectTokenSubject(db: Queryable, userId: string): Promise<TokenSubject> {
-  const { rows } = await db.query<UserAuthzRow & { version: number }>(
-    `SELECT ${USER_AUTHZ_COLUMNS},
-            coalesce((SELECT version FROM user_token_versions WHERE user_id = $1), 0) AS version`,
-    [userId],
-  );
-  return { ...toUserAuthz(rows[0]), version: rows[0]?.version ?? 0 };
+  const { rows } = await db.query<TokenSubjectRow>(`SELECT ${tokenSubjectColumns('$1')}`, [userId]);
+  return toTokenSubject(rows[0]);
 }

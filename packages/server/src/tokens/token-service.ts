@@ -126,7 +126,7 @@ export class TokenService {
     input: { refreshToken: string; clientId: string },
     meta: RequestMeta,
   ): Promise<TokenResponse> {
-    const { family, refreshToken } = await this.refreshTokens.rotate({
+    const { family, subject, refreshToken } = await this.refreshTokens.rotate({
       refreshToken: input.refreshToken,
       clientId: input.clientId,
       meta,
@@ -138,7 +138,7 @@ export class TokenService {
       family.audience,
       requested,
       family.id,
-      await this.subject(family.userId),
+      subject,
     );
     this.audit.record({
       type: 'token.refreshed',
