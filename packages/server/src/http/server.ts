@@ -56,14 +56,18 @@ export async function createHttpServer(config: Config, logger: Logger): Promise<
   registerJsonBodyParser(server);
 
   registerResponseHeaders(server, config.secureTransport);
-  await server.register(cors, {
-    origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
-    credentials: true,
-    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id'],
-    exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
-    maxAge: 600,
-  });
+  // No allow-listed origins (the default): no cross-origin reads at all, and no CORS hook on
+  // every request either.
+  if (config.corsOrigins.length > 0) {
+    await server.register(cors, {
+      origin: config.corsOrigins,
+      credentials: true,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
+      maxAge: 600,
+    });
+  }
   await registerOpenApi(server, config.publicUrl);
   return server;
 }
