@@ -1,4 +1,5 @@
-import { createTransport } from 'nodemailer';
+import { createRequire } from 'node:module';
+import type { createTransport } from 'nodemailer';
 import { DomainError } from '../errors.ts';
 import type { Queryable } from '../storage/database.ts';
 import { insertOutboxMail } from './outbox-store.ts';
@@ -33,6 +34,14 @@ export interface SmtpMailerOptions {
 
 const RETRY_AFTER_SECONDS = '30';
 
+/**
+ * nodemailer (~40 modules) loads with the first SMTP mailer: without SMTP_URL the server never
+ * uses it. Synchronous (nodemailer is CommonJS), so the constructor can build the transport.
+ */
+function loadCreateTransport(): typeof createTransport {
+  return (createRequire(import.meta.url)('nodemailer') as typeof import('nodemailer')).createTransport;
+}
+
 /** The URL's password as written and decoded, to scrub from error messages. */
 function credentialsOf(url: string): string[] {
   let password: string;
@@ -61,7 +70,7 @@ export class SmtpMailer implements Mailer {
     this.from = options.from;
     this.secrets = credentialsOf(options.url);
     // No pool: one connection per mail keeps a restarted mail server from breaking later sends.
-    this.transport = createTransport({
+    this.transport = loadCreateTransport()({
       url: options.url,
       connectionTimeout: timeout,
       greetingTimeout: timeout,

