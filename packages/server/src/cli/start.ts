@@ -3,7 +3,6 @@ import { roleHasHolders } from '../authz/authz-store.ts';
 import { loadConfig } from '../config/config.ts';
 import { flushLogs } from '../logging/logger.ts';
 import type { Command } from './commands.ts';
-import { releaseStartupMemory } from './startup-memory.ts';
 
 export const startCommand: Command = {
   name: 'start',
@@ -64,8 +63,6 @@ export const startCommand: Command = {
       );
     }
     process.stderr.write(`${lines.join('\n')}\n`);
-    // Start-up is over: hand back what it used before the server idles.
-    releaseStartupMemory();
     // Keep running until a signal arrives.
     return new Promise<number>(() => {});
   },
