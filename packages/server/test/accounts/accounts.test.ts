@@ -426,13 +426,19 @@ for (const backend of backends()) {
     });
 
     describe('admin', () => {
-      it('needs users:manage; searches, pages, disables (ending sessions at once) and sets roles', async () => {
+      /** An admin and a plain user, each logged in with their own browser-like client. */
+      const adminAndPlainUser = async () => {
         const admin = await createUser(gh, { roles: ['admin'] });
         const plain = await createUser(gh);
         const adminClient = client();
         await login(gh, adminClient, admin.email, admin.password);
         const plainClient = client();
         await login(gh, plainClient, plain.email, plain.password);
+        return { admin, plain, adminClient, plainClient };
+      };
+
+      it('needs users:manage; searches, pages, disables (ending sessions at once) and sets roles', async () => {
+        const { plain, adminClient, plainClient } = await adminAndPlainUser();
         assert.equal((await call(gh, plainClient, 'GET', '/v1/admin/users')).statusCode, 403);
         assert.equal((await call(gh, client(), 'GET', '/v1/admin/users')).statusCode, 401);
 
@@ -495,13 +501,9 @@ for (const backend of backends()) {
         ])
           assert.ok(types.has(type), type);
       });
+
       it('GET /v1/me with a cookie is served from caches, yet shows role, permission and profile changes at once', async () => {
-        const admin = await createUser(gh, { roles: ['admin'] });
-        const plain = await createUser(gh);
-        const adminClient = client();
-        await login(gh, adminClient, admin.email, admin.password);
-        const plainClient = client();
-        await login(gh, plainClient, plain.email, plain.password);
+        const { admin, plain, adminClient, plainClient } = await adminAndPlainUser();
         const me = async () => {
           const response = await call(gh, plainClient, 'GET', '/v1/me');
           assert.equal(response.statusCode, 200, response.body);
