@@ -338,6 +338,42 @@ describe('across two server processes sharing PostgreSQL and Redis', {
     assert.equal(successor.status, 400);
   });
 
+  it('role and profile changes made on one process reach the cached session answers of the other process within a second', async () => {
+    const [a, b] = servers as [(typeof servers)[0], (typeof servers)[0]];
+    const loginResponse = await post(a.url, '/v1/auth/login', { email, password });
+    const cookie = String(loginResponse.headers.get('set-cookie')).split(';')[0] as string;
+    const meOnB = async () =>
+      (await (await fetch(`${b.url}/v1/me`, { headers: { cookie } })).json()) as {
+        id: string;
+        name: string | null;
+        roles: string[];
+      };
+    const me = await meOnB();
+    assert.deepEqual(me.roles, ['admin', 'user'], 'now cached on b');
+    const patch = async (body: unknown) => {
+      const response = await fetch(`${a.url}/v1/admin/users/${me.id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', cookie, origin: 'http://localhost:4000' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(response.status, 200, await response.text());
+    };
+    const withinASecond = async (check: (seen: Awaited<ReturnType<typeof meOnB>>) => boolean) => {
+      const started = Date.now();
+      while (Date.now() - started < 1000) {
+        if (check(await meOnB())) return true;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return false;
+    };
+    await patch({ roles: ['admin', 'premium', 'user'] });
+    assert.ok(await withinASecond((seen) => seen.roles.includes('premium')), 'an added role reaches b');
+    await patch({ roles: ['admin', 'user'] });
+    assert.ok(await withinASecond((seen) => !seen.roles.includes('premium')), 'a removed role reaches b');
+    await patch({ name: 'Grace' });
+    assert.ok(await withinASecond((seen) => seen.name === 'Grace'), 'a profile change reaches b');
+  });
+
   it('a session revoked on one process is refused by the other at once; denylist and epoch reach the other process within a second', async () => {
     const [a, b] = servers as [(typeof servers)[0], (typeof servers)[0]];
     const loginResponse = await post(a.url, '/v1/auth/login', { email, password });
