@@ -12,6 +12,7 @@ import { BroadcastCache } from '../state/broadcast-cache.ts';
 import type { StateStore } from '../state/state-store.ts';
 import type { Database, Queryable } from '../storage/database.ts';
 import { isValidEmail, normalizeEmail } from './email-address.ts';
+import { preloadCommonPasswords } from './passwords/common-passwords.ts';
 import type { PasswordHasher } from './passwords/password-hasher.ts';
 import { normalizePassword, type PasswordPolicy } from './passwords/password-policy.ts';
 import * as users from './user-store.ts';
@@ -149,11 +150,16 @@ export class IdentityService {
     return email;
   }
 
-  private checkPassword(
+  /**
+   * Loads the common-password list on first use, in slices that let other requests run in
+   * between (the synchronous load would stall the event loop for ~0.15 s), then applies the policy.
+   */
+  private async checkPassword(
     password: string,
     context: { email: string; name?: string | null },
     pointer = '/password',
-  ): string {
+  ): Promise<string> {
+    await preloadCommonPasswords();
     const normalized = normalizePassword(password);
     const violations = this.deps.policy.check(normalized, context);
     if (violations.length > 0) {
@@ -188,7 +194,7 @@ export class IdentityService {
   ): Promise<void> {
     const email = this.validEmail(input.email);
     const name = input.name?.trim() || null;
-    const password = this.checkPassword(input.password, { email, name });
+    const password = await this.checkPassword(input.password, { email, name });
     const ipKey = [meta.ip ?? 'unknown'];
     const verdict = await this.deps.throttle.hit(this.deps.policies.register, ipKey);
     if (!verdict.allowed) throw rateLimited(verdict.retryAfterSeconds);
@@ -367,7 +373,7 @@ export class IdentityService {
       });
       throw new DomainError('forbidden', 'The current password is not correct');
     }
-    const password = this.checkPassword(input.newPassword, user, '/newPassword');
+    const password = await this.checkPassword(input.newPassword, user, '/newPassword');
     const hash = await this.deps.hasher.hash(password);
     const revoked = await this.deps.db.transaction(async (tx) => {
       await users.updatePasswordHash(tx, user.id, hash, true);
@@ -444,7 +450,7 @@ export class IdentityService {
     const userId = pending.rows[0]?.user_id;
     const user = userId ? await users.findUserById(this.deps.db, userId) : undefined;
     if (user?.status !== 'active') return this.badLink(meta, 'password.reset', user?.id ?? null);
-    const password = this.checkPassword(input.newPassword, user, '/newPassword');
+    const password = await this.checkPassword(input.newPassword, user, '/newPassword');
     const hash = await this.deps.hasher.hash(password);
     const revoked = await this.deps.db.transaction(async (tx) => {
       const consumedBy = await users.consumeEmailToken(tx, tokenHash, 'reset_password');
@@ -557,7 +563,7 @@ export class IdentityService {
   async createUser(input: { email: string; password: string; name?: string | null }): Promise<users.UserRow> {
     const email = this.validEmail(input.email);
     const name = input.name?.trim() || null;
-    const password = this.checkPassword(input.password, { email, name });
+    const password = await this.checkPassword(input.password, { email, name });
     const passwordHash = await this.deps.hasher.hash(password);
     const user = await this.deps.db.transaction(async (tx) => {
       const created = await users.insertUser(tx, { email, name, passwordHash, emailVerified: true });
