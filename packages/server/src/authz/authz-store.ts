@@ -51,7 +51,6 @@ function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string } | null)?.code === UNIQUE_VIOLATION;
 }
 
-/** The token hot path: a user's role names and the union of their permissions, in one query. */
 /**
  * The select list for "what the user `userId` (an SQL expression) holds": role names and the
  * union of their permissions. Shared with the token service, which reads it in the same

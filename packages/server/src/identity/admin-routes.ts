@@ -139,7 +139,6 @@ export const adminUserRoutes: FastifyPluginAsync<AdminUserRoutesOptions> = async
       };
       const actor = (request.principal as NonNullable<typeof request.principal>).userId;
       const meta = requestMeta(request);
-      await identity.getUser(id); // 404 before any change
       if (body.roles) await authz.setUserRoles(id, body.roles, actor);
       await identity.updateProfile(
         id,

@@ -191,6 +191,7 @@ export class RedisStateStore implements StateStore {
    */
   #subscriberClient(): Client {
     if (this.#subscriber) return this.#subscriber;
+    // Both branches are the same call: the narrowing only picks which overload TypeScript checks.
     const subscriber =
       this.#client instanceof ioredis().Cluster ? this.#client.duplicate() : this.#client.duplicate();
     subscriber.on('error', (error: Error) => this.#onConnectionError(error));
