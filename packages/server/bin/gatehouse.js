@@ -21,6 +21,33 @@ function compileCacheDir() {
   }
 }
 
+/**
+ * `gatehouse start` on the embedded database (no DATABASE_URL) re-executes node in the same
+ * process first (process.execve: same pid, stdio and arguments) with two memory settings, for
+ * a laptop-sized footprint. Measured on idle RSS (docs/benchmarks.md):
+ * - MALLOC_TRIM_THRESHOLD_=1 MiB: glibc returns freed memory at the top of its heaps to the
+ *   kernel. Without it, most of the ~600 MB that V8 borrows once at start-up, to optimise the
+ *   hot functions of PGlite's WebAssembly, stays resident (254 -> ~190 MB).
+ * - --max-semi-space-size=4 (MiB): V8's young generation stops at 8 MiB instead of the 32 MiB
+ *   that start-up alone fills (~15 MB more).
+ * Each costs some throughput (more trimming, more frequent scavenges), which is why servers on
+ * PostgreSQL, where neither start-up cost exists, and a GATEHOUSE_CONFIG file (which may name a
+ * database) keep node's defaults. A value the operator set (environment, NODE_OPTIONS or a node
+ * flag) is kept; GATEHOUSE_NO_REEXEC=1 skips all this, as does a node without process.execve.
+ */
+function reexecWithMemorySettings() {
+  if (process.argv[2] !== 'start' || process.env.GATEHOUSE_NO_REEXEC === '1') return;
+  if (process.env.DATABASE_URL || process.env.GATEHOUSE_CONFIG) return;
+  if (typeof process.execve !== 'function' || process.env.GATEHOUSE_REEXECUTED === '1') return;
+  const env = { ...process.env, GATEHOUSE_REEXECUTED: '1' };
+  env.MALLOC_TRIM_THRESHOLD_ ??= String(1024 * 1024);
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  const semiSpaceSet = flags.some((flag) => /^--(max-)?semi-space-size/.test(flag));
+  const nodeFlags = semiSpaceSet ? process.execArgv : ['--max-semi-space-size=4', ...process.execArgv];
+  process.execve(process.execPath, [process.execPath, ...nodeFlags, ...process.argv.slice(1)], env);
+}
+
+reexecWithMemorySettings();
 const cacheDir = compileCacheDir();
 if (cacheDir) enableCompileCache(cacheDir);
 // Imported only now, so that the cache is on when the CLI's modules load.

@@ -1,4 +1,3 @@
-import cookie from '@fastify/cookie';
 import { auditRoutes } from './audit/routes.ts';
 import { authzRoutes } from './authz/routes.ts';
 import type { Config } from './config/config.ts';
@@ -65,7 +64,6 @@ export async function openContext(config: Config, options: CreateOptions = {}): 
 async function registerRoutes(server: HttpServer, context: AppContext, services: Services): Promise<void> {
   const { config, db, state } = context;
   const { authorization } = services;
-  await server.register(cookie);
   registerCsrfProtection(server, {
     allowedOrigins: [new URL(config.publicUrl).origin, ...config.corsOrigins],
     sessionCookieName: services.cookies.sessionName,

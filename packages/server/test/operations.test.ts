@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { backends, dropSchema, startTestGatehouse, tempDir, testEnvironment } from './support/backends.ts';
 import { hasRedisServer, runCli, startRedis, startServerProcess } from './support/processes.ts';
@@ -48,6 +49,12 @@ describe('operations', () => {
         assert.match(server.output(), backend.redisUrl ? /state store:\s+Redis/ : /state store:\s+in-memory/);
         assert.ok(server.output().includes(String(env.GATEHOUSE_DATA_DIR)));
         if (!backend.databaseUrl) assert.match(server.output(), /master secret: generated into/);
+        // Embedded: the same process re-executed itself with the memory settings (bin/gatehouse.js).
+        const pid = server.child.pid as number;
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        assert.equal(environ.includes('MALLOC_TRIM_THRESHOLD_=1048576'), !backend.databaseUrl);
+        assert.equal(cmdline.includes('--max-semi-space-size=4'), !backend.databaseUrl);
         assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
         assert.equal((await fetch(`${server.url}/docs/`)).status, 200);
         assert.match(server.output(), /No administrator exists yet[\s\S]*gatehouse admin create --email/);

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuthenticationResult } from '../authz/principal.ts';
 import type { UserAuthzCache } from '../authz/user-authz-cache.ts';
+import { readCookie } from '../http/cookies.ts';
 import type { SessionService } from '../sessions/session-service.ts';
 import type { AccessTokenService } from '../tokens/access-tokens.ts';
 import { InvalidTokenError } from '../tokens/jwt.ts';
@@ -45,7 +46,7 @@ export function createAuthenticator(deps: {
         throw error;
       }
     }
-    const cookie = request.cookies?.[deps.sessionCookieName];
+    const cookie = readCookie(request, deps.sessionCookieName);
     if (!cookie) return { outcome: 'missing' };
     const session = await deps.sessions.validate(cookie);
     if (!session) return { outcome: 'invalid', reason: 'session_invalid' };

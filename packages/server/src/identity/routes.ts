@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncH
 import { Type } from 'typebox';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { DomainError } from '../errors.ts';
+import { clearCookie, readCookie, setCookie } from '../http/cookies.ts';
 import { requestMeta } from '../http/request-meta.ts';
 import { type CookieSettings, refreshCookieOptions, sessionCookieOptions } from '../sessions/cookies.ts';
 import type { SessionService } from '../sessions/session-service.ts';
@@ -41,7 +42,8 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
 
   const sendTokens = (reply: FastifyReply, response: TokenResponse, delivery: Delivery) => {
     if (delivery === 'cookie') {
-      reply.setCookie(
+      setCookie(
+        reply,
         cookies.refreshName,
         response.refresh_token,
         refreshCookieOptions(cookies, options.refreshAbsoluteSeconds),
@@ -111,7 +113,7 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
       const meta = requestMeta(request);
       const user = await identity.authenticate(body, meta);
       // A fresh session on every login (no fixation); the one this browser had ends.
-      const previous = request.cookies[cookies.sessionName];
+      const previous = readCookie(request, cookies.sessionName);
       if (previous) {
         const old = await sessions.validate(previous);
         if (old) await sessions.revoke(old.userId, old.sessionId, 'replaced_by_login');
@@ -131,7 +133,8 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
         },
         meta,
       );
-      reply.setCookie(
+      setCookie(
+        reply,
         cookies.sessionName,
         token,
         sessionCookieOptions(cookies, sessions.settings.absoluteSeconds),
@@ -165,7 +168,7 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
     },
     async (request, reply) => {
       const body = (request.body ?? {}) as { refresh_token?: string; refresh_token_delivery?: Delivery };
-      const fromCookie = request.cookies[cookies.refreshName];
+      const fromCookie = readCookie(request, cookies.refreshName);
       const refreshToken = body.refresh_token ?? fromCookie;
       if (!refreshToken) {
         throw new DomainError('invalid-grant', 'No refresh token was presented', {
@@ -182,7 +185,7 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
       } catch (error) {
         if (error instanceof InvalidGrantError) {
           if (!body.refresh_token && fromCookie)
-            reply.clearCookie(cookies.refreshName, { path: cookies.refreshPath });
+            clearCookie(reply, cookies.refreshName, refreshCookieOptions(cookies, 0));
           throw new DomainError('invalid-grant', 'The refresh token is invalid, expired or revoked', {
             extensions: { error: 'invalid_grant' },
           });
@@ -214,8 +217,8 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (se
         );
         if (principal.sessionId) await tokens.revokeFamily(principal.sessionId, 'logout');
       }
-      reply.clearCookie(cookies.sessionName, { path: '/' });
-      reply.clearCookie(cookies.refreshName, { path: cookies.refreshPath });
+      clearCookie(reply, cookies.sessionName, sessionCookieOptions(cookies, 0));
+      clearCookie(reply, cookies.refreshName, refreshCookieOptions(cookies, 0));
       request.log.info({ user_id: principal.userId }, 'logout');
       options.audit.record({
         type: 'logout',

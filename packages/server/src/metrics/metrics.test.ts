@@ -180,3 +180,27 @@ describe('metrics configuration', () => {
     );
   });
 });
+
+describe('request-duration histogram', () => {
+  it('exposes cumulative buckets, sum and count per method, route and status', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    metrics.httpDuration.observe('GET', '/v1/me', 200, 0.002);
+    metrics.httpDuration.observe('GET', '/v1/me', 200, 0.2);
+    metrics.httpDuration.observe('GET', '/v1/me', 401, 20);
+    const text = await metrics.registry.metrics();
+    const line = (labels: string) =>
+      new RegExp(`^gatehouse_http_request_duration_seconds_${labels}$`, 'm');
+    assert.match(text, /^# TYPE gatehouse_http_request_duration_seconds histogram$/m);
+    assert.match(text, line('bucket\\{le="0.001",method="GET",route="/v1/me",status="200"\\} 0'));
+    assert.match(text, line('bucket\\{le="0.0025",method="GET",route="/v1/me",status="200"\\} 1'));
+    assert.match(text, line('bucket\\{le="0.1",method="GET",route="/v1/me",status="200"\\} 1'));
+    assert.match(text, line('bucket\\{le="0.25",method="GET",route="/v1/me",status="200"\\} 2'));
+    assert.match(text, line('bucket\\{le="\\+Inf",method="GET",route="/v1/me",status="200"\\} 2'));
+    assert.match(text, line('sum\\{method="GET",route="/v1/me",status="200"\\} 0.202'));
+    assert.match(text, line('count\\{method="GET",route="/v1/me",status="200"\\} 2'));
+    assert.match(text, line('bucket\\{le="10",method="GET",route="/v1/me",status="401"\\} 0'));
+    assert.match(text, line('bucket\\{le="\\+Inf",method="GET",route="/v1/me",status="401"\\} 1'));
+    metrics.registry.resetMetrics();
+    assert.doesNotMatch(await metrics.registry.metrics(), /_count\{/);
+  });
+});

@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { RequestDurationHistogram } from './request-duration.ts';
 
 /**
  * Prometheus metrics for one Gatehouse instance. Each app gets its own Registry (never the
@@ -8,7 +9,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface Metrics {
   registry: Registry;
   /** Request latency by method, route pattern (never the raw URL) and status. */
-  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  httpDuration: RequestDurationHistogram;
   /** Audit events recorded, by type and outcome (incremented by the audit log). */
   auditEvents: Counter<'type' | 'outcome'>;
   /** Audit events lost: `overflow` (queue full while the database was down), `rejected`, `closed`. */
@@ -93,13 +94,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         }),
     );
 
-  const httpDuration = new Histogram<'method' | 'route' | 'status'>({
-    name: 'gatehouse_http_request_duration_seconds',
-    help: 'HTTP request duration in seconds, by method, route pattern and status code',
-    labelNames: ['method', 'route', 'status'],
-    buckets: HTTP_BUCKETS,
-    registers: [registry],
-  });
+  const httpDuration = new RequestDurationHistogram(
+    'gatehouse_http_request_duration_seconds',
+    'HTTP request duration in seconds, by method, route pattern and status code',
+    HTTP_BUCKETS,
+  );
+  httpDuration.register(registry);
 
   return {
     registry,

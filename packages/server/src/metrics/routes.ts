@@ -49,11 +49,9 @@ const plugin: FastifyPluginAsync<MetricsRoutesOptions> = async (server, { metric
   // Cheap: the route pattern and the elapsed time Fastify already tracks, one observe call.
   server.onRequestCompleted((request, reply) => {
     metrics.httpDuration.observe(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? UNMATCHED_ROUTE,
-        status: String(reply.statusCode),
-      },
+      request.method,
+      request.routeOptions.url ?? UNMATCHED_ROUTE,
+      reply.statusCode,
       reply.elapsedTime / 1000,
     );
   });

@@ -1,4 +1,4 @@
-import type { CookieSerializeOptions } from '@fastify/cookie';
+import type { CookieAttributes } from '../http/cookies.ts';
 
 /**
  * Cookie names and attributes. Over https the session cookie carries the `__Host-` prefix
@@ -24,18 +24,12 @@ export function cookieSettings(secure: boolean): CookieSettings {
   };
 }
 
-export function sessionCookieOptions(
-  settings: CookieSettings,
-  maxAgeSeconds: number,
-): CookieSerializeOptions {
+export function sessionCookieOptions(settings: CookieSettings, maxAgeSeconds: number): CookieAttributes {
   return { httpOnly: true, secure: settings.secure, sameSite: 'lax', path: '/', maxAge: maxAgeSeconds };
 }
 
 /** The refresh cookie is only ever sent to the refresh endpoint, and never cross-site. */
-export function refreshCookieOptions(
-  settings: CookieSettings,
-  maxAgeSeconds: number,
-): CookieSerializeOptions {
+export function refreshCookieOptions(settings: CookieSettings, maxAgeSeconds: number): CookieAttributes {
   return {
     httpOnly: true,
     secure: settings.secure,

@@ -372,7 +372,21 @@ for (const backend of backends()) {
         stale.cookies.set('gh_session', firstCookie);
         assert.equal((await call(gh, stale, 'GET', '/v1/me')).statusCode, 401);
         const kept = new Map(c.cookies);
-        assert.equal((await call(gh, c, 'POST', '/v1/auth/logout')).statusCode, 204);
+        const logout = await call(gh, c, 'POST', '/v1/auth/logout');
+        assert.equal(logout.statusCode, 204);
+        // The browser drops the cookies too: same name and path, empty, expired, same flags.
+        const cleared = new Map(logout.cookies.map((set) => [set.name, set]));
+        for (const [name, path] of [
+          ['gh_session', '/'],
+          ['gh_refresh', '/v1/auth/refresh'],
+        ] as const) {
+          const set = cleared.get(name);
+          assert.equal(set?.value, '', name);
+          assert.equal(set?.path, path, name);
+          assert.ok(set?.expires && set.expires.getTime() < Date.now(), name);
+          assert.equal(set?.httpOnly, true, name);
+        }
+        assert.equal(c.cookies.size, 0);
         const replay = client();
         replay.cookies = kept;
         assert.equal((await call(gh, replay, 'GET', '/v1/me')).statusCode, 401);
