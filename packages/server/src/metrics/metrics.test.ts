@@ -188,8 +188,7 @@ describe('request-duration histogram', () => {
     metrics.httpDuration.observe('GET', '/v1/me', 200, 0.2);
     metrics.httpDuration.observe('GET', '/v1/me', 401, 20);
     const text = await metrics.registry.metrics();
-    const line = (labels: string) =>
-      new RegExp(`^gatehouse_http_request_duration_seconds_${labels}$`, 'm');
+    const line = (labels: string) => new RegExp(`^gatehouse_http_request_duration_seconds_${labels}$`, 'm');
     assert.match(text, /^# TYPE gatehouse_http_request_duration_seconds histogram$/m);
     assert.match(text, line('bucket\\{le="0.001",method="GET",route="/v1/me",status="200"\\} 0'));
     assert.match(text, line('bucket\\{le="0.0025",method="GET",route="/v1/me",status="200"\\} 1'));
