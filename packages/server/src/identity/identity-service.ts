@@ -321,22 +321,26 @@ export class IdentityService {
   ): Promise<void> {
     const user = await this.getUser(userId);
     const verified = changes.emailVerified !== undefined && changes.emailVerified !== user.email_verified;
-    if (!verified && changes.name === undefined) return;
+    const name = changes.name === undefined ? undefined : changes.name?.trim() || null;
+    const renamed = name !== undefined && name !== user.name;
+    if (!verified && !renamed) return;
     await this.deps.db.transaction(async (tx) => {
       if (verified) await users.setEmailVerified(tx, userId, changes.emailVerified as boolean);
-      if (changes.name !== undefined) await users.updateUserName(tx, userId, changes.name?.trim() || null);
+      if (renamed) await users.updateUserName(tx, userId, name);
     });
     await this.profileChanged(userId);
-    if (verified) {
-      this.deps.audit.record({
-        type: 'user.updated',
-        outcome: 'success',
-        actorId,
-        subjectId: userId,
-        ...meta,
-        details: { email_verified: changes.emailVerified },
-      });
-    }
+    // Which fields changed and the new verification state; never the name itself (personal data).
+    this.deps.audit.record({
+      type: 'user.updated',
+      outcome: 'success',
+      actorId,
+      subjectId: userId,
+      ...meta,
+      details: {
+        ...(verified ? { email_verified: changes.emailVerified } : {}),
+        ...(renamed ? { name_changed: true } : {}),
+      },
+    });
   }
 
   async getUser(userId: string): Promise<users.UserRow> {

@@ -540,6 +540,16 @@ for (const backend of backends()) {
         const renamed = await call(gh, adminClient, 'PATCH', `/v1/admin/users/${plain.id}`, { name: 'Ada' });
         assert.equal(renamed.statusCode, 200, renamed.body);
         assert.equal((await me()).name, 'Ada', 'a profile change shows at once');
+        // The edit is an audited admin action; the row says what changed, not the new name.
+        await call(gh, adminClient, 'PATCH', `/v1/admin/users/${plain.id}`, { name: 'Ada' });
+        await settle(gh);
+        const { rows } = await gh.db.query<{ actor_id: string; details: unknown }>(
+          "SELECT actor_id, details FROM audit_events WHERE subject_id = $1 AND type = 'user.updated'",
+          [plain.id],
+        );
+        assert.equal(rows.length, 1, 'one event for the rename, none for the no-op repeat');
+        assert.equal(rows[0]?.actor_id, admin.id);
+        assert.deepEqual(rows[0]?.details, { name_changed: true });
       });
     });
 
