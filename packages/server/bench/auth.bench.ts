@@ -14,7 +14,8 @@
 // and Redis are not pinned: they run wherever the kernel puts them (reported as "other CPU on
 // core 0"). Targets alternate within every round; tables show medians over the rounds.
 //
-// Environment: BENCH_ROUNDS (5), BENCH_DURATION (4, seconds per round), BENCH_WARMUP (2),
+// Environment: BENCH_ROUNDS (5), BENCH_DURATION (4, seconds per round), BENCH_LOGIN_DURATION
+// (twice BENCH_DURATION, seconds per login round), BENCH_WARMUP (2),
 // BENCH_CONNECTIONS (50, GET routes), BENCH_LOGIN_CONCURRENCY (16), BENCH_REFRESH_CLIENTS (32),
 // BENCH_QUIET_WAIT (30: longest total wait for busy cores to calm down before the phases),
 // BENCH_AUTH_PHASES (login,session,refresh); BENCH_PROFILE=1: extra rows that split the cost
@@ -87,6 +88,9 @@ const LOGIN_CONCURRENCY = Math.round(number('BENCH_LOGIN_CONCURRENCY', 16));
 const REFRESH_CLIENTS = Math.round(number('BENCH_REFRESH_CLIENTS', 32));
 const LATENCY_ROUNDS = 3;
 const LATENCY_DURATION_S = DURATION_S * 2.5;
+// Login rounds run twice as long: at 30-80 logins/s a 4 s round counts only ~120-320 logins, and
+// on a noisy host alternating pairs of such rounds spread by +-10 points.
+const LOGIN_DURATION_S = number('BENCH_LOGIN_DURATION', DURATION_S * 2);
 // Longest total wait for a busy machine to calm down before the phases (as in the http suite).
 let quietBudgetS = number('BENCH_QUIET_WAIT', 30);
 const quietness: Record<string, { waitedS: number; quiet: boolean }> = {};
@@ -175,7 +179,7 @@ interface Target {
   name: string;
   /** The measured server process, for its CPU time. */
   process?: Running;
-  /** durationS: the warm-up passes WARMUP_S; rounds leave it to DURATION_S. */
+  /** durationS: the warm-up passes WARMUP_S; rounds leave it to the target (DURATION_S, logins LOGIN_DURATION_S). */
   run: (window: Window, durationS?: number) => Promise<Measured>;
   /** run() reports its measured window (after logins and warm-up); otherwise the whole run counts. */
   windowed?: boolean;
@@ -366,7 +370,7 @@ const loadOptions = (connections: number, durationS = DURATION_S) => ({
 const loginTarget = (name: string, server: Running): Target => ({
   name,
   process: server,
-  run: async (_window, durationS) =>
+  run: async (_window, durationS = LOGIN_DURATION_S) =>
     fromAutocannon(
       await runRequestLoad(`${server.origin}/v1/auth/login`, loadOptions(LOGIN_CONCURRENCY, durationS), {
         method: 'POST',
@@ -380,7 +384,7 @@ const loginTarget = (name: string, server: Running): Target => ({
 const rawArgon2Target: Target = {
   name: `raw argon2id verify, ${LOGIN_CONCURRENCY} in flight`,
   windowed: true,
-  run: async (window, durationS = DURATION_S) => {
+  run: async (window, durationS = LOGIN_DURATION_S) => {
     const result = await runRawArgon2({ concurrency: LOGIN_CONCURRENCY, warmupS: 0.5, durationS }, window);
     return {
       perSecond: result.perSecond,
@@ -747,7 +751,7 @@ try {
     `Gatehouse auth paths against PostgreSQL${REDIS_URL ? ' + Redis' : ' (state store in memory)'}; ` +
     `${machine.cpuModel ?? 'unknown CPU'}, ${machine.cpus} CPUs, Node ${machine.node}, load ${loadavg()[0]?.toFixed(1)}; ` +
     `commit ${machine.commit}; ` +
-    `${machine.pinning}\nmedians of ${ROUNDS} rounds x ${DURATION_S} s (warm-up ${WARMUP_S} s)`;
+    `${machine.pinning}\nmedians of ${ROUNDS} rounds x ${DURATION_S} s, logins ${LOGIN_DURATION_S} s (warm-up ${WARMUP_S} s)`;
   output.push(header);
 
   if (PHASES.includes('login')) {
