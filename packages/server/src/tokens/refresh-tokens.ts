@@ -3,8 +3,8 @@
  * a token that was already exchanged means two parties hold the family (RFC 9700 section
  * 4.14.2), so the whole family is revoked.
  */
-import { hash, randomBytes } from 'node:crypto';
 import type { AuditEvent, AuditLog, RequestMeta } from '../audit/audit-log.ts';
+import { generateToken, hashToken } from '../crypto/random-token.ts';
 import type { Database, Queryable } from '../storage/database.ts';
 import { isUuid } from '../storage/ids.ts';
 import {
@@ -168,7 +168,7 @@ export class RefreshTokenService {
     meta?: RequestMeta;
   }): Promise<RotatedRefreshToken> {
     if (!TOKEN_PATTERN.test(input.refreshToken)) throw new InvalidGrantError('unknown');
-    const hash = hashRefreshToken(input.refreshToken);
+    const hash = hashToken(input.refreshToken);
     const successor = generateRefreshToken();
     const nowMs = this.#now();
     const rotated = await rotateToken(this.#db, {
@@ -266,7 +266,7 @@ export class RefreshTokenService {
     meta?: RequestMeta,
   ): Promise<RevokeByTokenOutcome> {
     if (!TOKEN_PATTERN.test(refreshToken)) return 'unknown';
-    const state = await findTokenState(this.#db, hashRefreshToken(refreshToken));
+    const state = await findTokenState(this.#db, hashToken(refreshToken));
     if (!state) return 'unknown';
     if (state.client_id !== clientId) return 'client_mismatch';
     if (!state.revoked_at) {
@@ -306,12 +306,8 @@ export class RefreshTokenService {
 
 /** A fresh token (256 random bits) and the SHA-256 that is all the database ever sees. */
 export function generateRefreshToken(): { token: string; hash: Buffer } {
-  const token = REFRESH_TOKEN_PREFIX + randomBytes(32).toString('base64url');
-  return { token, hash: hashRefreshToken(token) };
-}
-
-export function hashRefreshToken(token: string): Buffer {
-  return hash('sha256', token, 'buffer');
+  const token = generateToken(REFRESH_TOKEN_PREFIX);
+  return { token, hash: hashToken(token) };
 }
 
 function toFamily(row: FamilyRow): RefreshFamily {

@@ -235,7 +235,7 @@ export class RevocationService {
     return this.#versions.get(userId) ?? 0;
   }
 
-  /** The version to put in a new token's `ver`, read from the database (authoritative). */
+  /** The user's token version as the database holds it (authoritative; grants read it with their roles, subject-store.ts). */
   async currentVersion(userId: string): Promise<number> {
     if (!isUuid(userId)) return 0;
     return selectUserVersion(this.#db, userId);
