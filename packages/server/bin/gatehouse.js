@@ -51,6 +51,9 @@ reexecWithMemorySettings();
 const cacheDir = compileCacheDir();
 if (cacheDir) enableCompileCache(cacheDir);
 // Imported only now, so that the cache is on when the CLI's modules load.
+const { pinTickObjectShape } = await import('../src/runtime/tick-object-shape.ts');
+// First, before start-up's garbage collections (src/runtime/tick-object-shape.ts says why).
+pinTickObjectShape();
 const { main } = await import('../src/cli/main.ts');
 
 process.exitCode = await main(process.argv.slice(2));
