@@ -1,5 +1,6 @@
 import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { DomainError } from '../errors.ts';
+import { derToP1363, p1363ToDer } from './ecdsa-signature.ts';
 
 /**
  * Compact JWS signing and verification on the hot path, with `node:crypto` and pre-imported
@@ -33,11 +34,12 @@ interface AlgSpec {
   keyType: string;
   /** Exact signature length in bytes, when fixed. */
   signatureBytes?: number;
-  dsaEncoding?: 'ieee-p1363';
+  /** ECDSA: JWS carries r || s, each this many bytes; node:crypto works in DER (ecdsa-signature.ts). */
+  ecdsaComponentBytes?: number;
 }
 
 const ALGS: Record<SigningAlg, AlgSpec> = {
-  ES256: { hash: 'sha256', keyType: 'ec', signatureBytes: 64, dsaEncoding: 'ieee-p1363' },
+  ES256: { hash: 'sha256', keyType: 'ec', signatureBytes: 64, ecdsaComponentBytes: 32 },
   RS256: { hash: 'sha256', keyType: 'rsa' },
   EdDSA: { hash: null, keyType: 'ed25519', signatureBytes: 64 },
 };
@@ -69,7 +71,7 @@ export function createJwtSigner(kid: string, alg: SigningAlg, privateKey: KeyObj
     throw new TypeError(`The private key of ${kid} does not fit ${alg}`);
   }
   const spec = ALGS[alg];
-  const signOptions = spec.dsaEncoding ? { key: privateKey, dsaEncoding: spec.dsaEncoding } : privateKey;
+  const ecdsaBytes = spec.ecdsaComponentBytes;
   const headers = new Map<string, string>();
   const headerFor = (typ: string): string => {
     let encoded = headers.get(typ);
@@ -85,7 +87,8 @@ export function createJwtSigner(kid: string, alg: SigningAlg, privateKey: KeyObj
     sign(claims, typ = 'at+jwt') {
       const input = `${headerFor(typ)}.${encodeJson(claims)}`;
       // The signing input is ASCII (base64url), so latin1 is the cheapest exact conversion.
-      const signature = cryptoSign(spec.hash, Buffer.from(input, 'latin1'), signOptions);
+      const signed = cryptoSign(spec.hash, Buffer.from(input, 'latin1'), privateKey);
+      const signature = ecdsaBytes === undefined ? signed : derToP1363(signed, ecdsaBytes);
       return `${input}.${signature.toString('base64url')}`;
     },
   };
@@ -220,13 +223,10 @@ async function verifyUnchecked(token: unknown, options: VerifyJwtOptions): Promi
     throw new InvalidTokenError('bad_signature');
   }
   const input = Buffer.from(`${headerSegment}.${payloadSegment}`, 'latin1');
-  const valid = cryptoVerify(
-    spec.hash,
-    input,
-    spec.dsaEncoding ? { key: key.key, dsaEncoding: spec.dsaEncoding } : key.key,
-    signature,
-  );
-  if (!valid) throw new InvalidTokenError('bad_signature');
+  const checked =
+    spec.ecdsaComponentBytes === undefined ? signature : p1363ToDer(signature, spec.ecdsaComponentBytes);
+  if (!checked || !cryptoVerify(spec.hash, input, key.key, checked))
+    throw new InvalidTokenError('bad_signature');
 
   const claims = parseObject(payloadSegment);
   for (const name of options.requiredClaims ?? DEFAULT_REQUIRED) {
