@@ -83,7 +83,8 @@ async function registerRoutes(server: HttpServer, context: AppContext, services:
     audience: services.audience,
     refreshAbsoluteSeconds: config.refreshAbsoluteSeconds,
     requireAuthentication: authorization.requireAuthentication,
-    describeAccess: (userId) => services.authz.getUserAuthz(userId),
+    // The same coherent cache as cookie requests: /v1/me with a token read the database every call.
+    describeAccess: (userId) => services.userAuthz.get(userId),
   });
   await server.register(accountPages, { identity: services.identity });
   await server.register(sessionRoutes, {

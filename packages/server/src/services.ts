@@ -40,6 +40,8 @@ export interface Services {
   revocation: RevocationService;
   tokens: TokenService;
   authz: AuthzService;
+  /** Users' current roles and permissions, cached coherently across nodes (UserAuthzCache). */
+  userAuthz: UserAuthzCache;
   authenticate: (request: FastifyRequest) => Promise<AuthenticationResult>;
   authorization: Authorization;
   cookies: CookieSettings;
@@ -148,6 +150,7 @@ export function createServices(ctx: AppContext): Services {
   return {
     metrics,
     audit,
+    userAuthz: sessionAuthz,
     hasher,
     policy,
     mailer,

@@ -11,8 +11,9 @@ interface Cached {
 }
 
 /**
- * Users' roles and permissions for cookie-authenticated requests, which would otherwise read
- * them from the database on every request. Coherent in three ways: AuthzService drops what
+ * Users' roles and permissions for cookie-authenticated requests (and the current roles that
+ * `GET /v1/me` reports to token callers), which would otherwise read them from the database on
+ * every request. Coherent in three ways: AuthzService drops what
  * it changes here and on every node (BroadcastCache); an entry read under an older token
  * version is refused, so a permission removal (which bumps the version, pushed to every node
  * with the revocation events) takes effect with the same reach as for access tokens; and the

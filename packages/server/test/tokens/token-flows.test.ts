@@ -342,14 +342,15 @@ describe('across two server processes sharing PostgreSQL and Redis', {
     const [a, b] = servers as [(typeof servers)[0], (typeof servers)[0]];
     const loginResponse = await post(a.url, '/v1/auth/login', { email, password });
     const cookie = String(loginResponse.headers.get('set-cookie')).split(';')[0] as string;
-    const meOnB = async () =>
-      (await (await fetch(`${b.url}/v1/me`, { headers: { cookie } })).json()) as {
-        id: string;
-        name: string | null;
-        roles: string[];
-      };
+    const { access_token: accessToken } = (await loginResponse.json()) as { access_token: string };
+    type Me = { id: string; name: string | null; roles: string[] };
+    const meOnBWith = async (headers: Record<string, string>) =>
+      (await (await fetch(`${b.url}/v1/me`, { headers })).json()) as Me;
+    const meOnB = () => meOnBWith({ cookie });
     const me = await meOnB();
     assert.deepEqual(me.roles, ['admin', 'user'], 'now cached on b');
+    // A token caller's /v1/me reports the user's current roles from the same cache.
+    assert.deepEqual((await meOnBWith(bearer(accessToken))).roles, ['admin', 'user']);
     const patch = async (body: unknown) => {
       const response = await fetch(`${a.url}/v1/admin/users/${me.id}`, {
         method: 'PATCH',
@@ -368,6 +369,7 @@ describe('across two server processes sharing PostgreSQL and Redis', {
     };
     await patch({ roles: ['admin', 'premium', 'user'] });
     assert.ok(await withinASecond((seen) => seen.roles.includes('premium')), 'an added role reaches b');
+    assert.ok((await meOnBWith(bearer(accessToken))).roles.includes('premium'), 'and its token answers');
     await patch({ roles: ['admin', 'user'] });
     assert.ok(await withinASecond((seen) => !seen.roles.includes('premium')), 'a removed role reaches b');
     await patch({ name: 'Grace' });
