@@ -105,9 +105,9 @@ export function createServices(ctx: AppContext): Services {
     onPermissionsReduced: async (userIds, reason) => {
       for (const userId of userIds) await revocation.bumpUserVersion(userId, reason);
     },
-    onChanged: (userIds): Promise<void> => sessionAuthz.invalidate(userIds),
+    onChanged: (userIds): Promise<void> => userAuthz.invalidate(userIds),
   });
-  const sessionAuthz: UserAuthzCache = new UserAuthzCache(authz, state, {
+  const userAuthz: UserAuthzCache = new UserAuthzCache(authz, state, {
     ttlMs: config.sessionCacheSeconds * 1000,
     versionOf: (userId) => revocation.knownVersion(userId),
   });
@@ -141,7 +141,7 @@ export function createServices(ctx: AppContext): Services {
   const authenticate = createAuthenticator({
     sessions,
     accessTokens,
-    sessionAuthz,
+    sessionAuthz: userAuthz,
     sessionCookieName: cookies.sessionName,
     audience,
   });
@@ -150,7 +150,7 @@ export function createServices(ctx: AppContext): Services {
   return {
     metrics,
     audit,
-    userAuthz: sessionAuthz,
+    userAuthz,
     hasher,
     policy,
     mailer,
@@ -171,12 +171,12 @@ export function createServices(ctx: AppContext): Services {
       await keys.start();
       await revocation.start();
       await sessions.start();
-      await sessionAuthz.start();
+      await userAuthz.start();
       await identity.start();
     },
     async stop() {
       await identity.stop();
-      await sessionAuthz.stop();
+      await userAuthz.stop();
       await sessions.stop();
       await revocation.stop();
       keys.stop();

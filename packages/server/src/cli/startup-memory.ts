@@ -4,15 +4,15 @@ import { runInNewContext } from 'node:vm';
 type GarbageCollect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
 /**
- * Hands the memory start-up used back to the system, once, before the server listens.
+ * Hands the memory start-up used back to the system, once, shortly after the server listens
+ * (start.ts says when).
  *
  * Start-up (module loading, schema compilation, migrations, and with PGlite the engine's own
  * start) leaves V8 with a grown young generation and fragmented old-space pages that neither
  * its idle-time memory reducer nor a regular major GC returns: measured on an embedded restart,
  * RSS stayed at 173-174 MB for 30 s, and a regular major GC freed nothing. V8's memory-reducing
  * ("last resort") collection compacts the heap and shrinks the young generation: 172.6 -> 156.9 MB,
- * one pause of ~75 ms before the first request. Under load the young generation grows back
- * to what traffic needs.
+ * one pause of ~50-90 ms. Under load the young generation grows back to what traffic needs.
  *
  * V8 only offers that collection through its gc extension, so the flag is switched on for one
  * fresh context to fetch the function and off again: no `gc` global is ever visible to our code
