@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -112,6 +111,10 @@ export async function startMetricsServer(
   port: number,
   host: string,
 ): Promise<MetricsServer> {
+  // Not an `import` of node:http: an ES module import enumerates its exports, whose WebSocket,
+  // CloseEvent and MessageEvent getters load Node's fetch implementation (undici), several MB
+  // of memory that nothing here uses.
+  const { createServer } = process.getBuiltinModule('node:http');
   const server = createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
     if (path !== '/metrics') {
