@@ -12,6 +12,12 @@ const variant = process.env.BENCH_VARIANT ?? 'bare';
 
 async function build(): Promise<FastifyInstance> {
   // Gatehouse modules load only in the variants that use them, so the baseline stays bare.
+  if (variant !== 'bare') {
+    // As bin/gatehouse.js does first: without it, the full GCs of loading Gatehouse's modules can
+    // leave nextTick on V8's slow path and these rows would overstate the layers they measure.
+    const { pinTickObjectShape } = await import('../../src/runtime/tick-object-shape.ts');
+    pinTickObjectShape();
+  }
   if (variant === 'shell') {
     const { loadConfig } = await import('../../src/config/config.ts');
     const { createHttpServer } = await import('../../src/http/server.ts');
