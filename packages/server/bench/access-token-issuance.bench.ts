@@ -4,8 +4,7 @@
 // KeyObject, with dsaEncoding 'ieee-p1363' (JWS's r || s) and without (DER, the floor);
 // Gatehouse's AccessTokenService.issue / verify (claims, jti, JSON, base64url, signing with the
 // cached key and re-encoding DER as r || s, header/claim checks, revocation hook unset); jose's
-// SignJWT /
-// jwtVerify with the same keys. Each round runs every row for ROUND_MS in turn (interleaved,
+// SignJWT / jwtVerify with the same keys. Each round runs every row for ROUND_MS in turn (interleaved,
 // in 50 ms slices, so drift and other processes hit all rows alike); the table shows the
 // median of the rounds, per CPU-second of this process. Target: issuance >= 70% of raw
 // signs/s. Environment: BENCH_ROUNDS (5), BENCH_ROUND_MS (1000).
